@@ -1,0 +1,1 @@
+"""The embedded dev stack: broker, store and the six services under supervisord."""

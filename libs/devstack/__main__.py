@@ -1,0 +1,3 @@
+from libs.devstack.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Event backbone: envelope, topics, publisher, worker, outbox, idempotency, dead-lettering."""

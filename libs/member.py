@@ -1,0 +1,113 @@
+"""A database-owning consumer service: its DB, outbox relay, one worker, ops routes.
+
+appmanager, build and deploy share this shape; each passes its own topics, handler
+and tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from libs import db
+from libs.config import CommonSettings
+from libs.events import topics as t
+from libs.events.idempotency import ProcessedEvent, already_processed, mark_processed
+from libs.events.outbox import OutboxMessage, OutboxRelay
+from libs.events.publisher import Publisher
+from libs.events.worker import Batch, Worker
+from libs.runtime import ServiceRuntime, add_ops_routes
+
+log = logging.getLogger(__name__)
+
+MemberHandler = Callable[[Batch, async_sessionmaker[AsyncSession]], Awaitable[None]]
+
+
+def create_member_app(
+    *,
+    name: str,
+    common: CommonSettings,
+    database_url: str | None,
+    group_id: str,
+    topics: list[str],
+    handler: MemberHandler,
+    tables: Sequence[type[SQLModel]] = (),
+) -> FastAPI:
+    runtime = ServiceRuntime(name)
+    engine = db.create_engine(database_url or f"sqlite:///{common.home}/{name}.db")
+    sessions = db.session_factory(engine)
+    publisher = Publisher(common.kafka_bootstrap, client_id=name)
+    relay = OutboxRelay(sessions=sessions, publisher=publisher)
+    state = {"database": False, "kafka": False}
+
+    async def handle(batch: Batch) -> None:
+        await handler(batch, sessions)
+
+    worker = Worker(name=f"{name}-worker", service=name, bootstrap=common.kafka_bootstrap,
+                    group_id=group_id, topics=topics, handler=handle, publisher=publisher)
+
+    async def start(stop: asyncio.Event) -> None:
+        if not await db.wait_for_database(engine, stop):
+            return
+        await db.create_tables(engine, [OutboxMessage, ProcessedEvent, *tables])
+        state["database"] = True
+        await t.wait_for_topics(common.kafka_bootstrap, t.ALL_TOPICS,
+                                partitions=common.topic_partitions, stop=stop)
+        while not stop.is_set():
+            try:
+                await publisher.start()
+                break
+            except Exception as exc:
+                log.warning("waiting for Kafka producer: %s", exc)
+                await asyncio.sleep(2)
+        state["kafka"] = True
+        runtime.spawn("outbox-relay", relay.run)
+        runtime.spawn(worker.name, worker.run)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.spawn("start", start)
+        yield
+        await runtime.shutdown()
+        await publisher.stop()
+        await engine.dispose()
+
+    app = FastAPI(title=f"opsline {name}", lifespan=lifespan)
+    runtime.check("database", lambda: state["database"])
+    runtime.check("kafka", lambda: state["kafka"])
+    runtime.check("worker", lambda: worker.ready)
+    add_ops_routes(app, runtime)
+    app.state.runtime = runtime
+    app.state.sessions = sessions
+    app.state.publisher = publisher
+    app.state.relay = relay
+    app.state.worker = worker
+    return app
+
+
+async def record_once(batch: Batch, sessions: async_sessionmaker[AsyncSession], *,
+                      consumer: str,
+                      on_new: Callable[[AsyncSession, Batch], Awaitable[None]] | None = None,
+                      ) -> int:
+    """Idempotent intake: each event id is taken once per consumer; returns how many were new."""
+    new = 0
+    async with sessions() as session:
+        for record in batch.records:
+            assert record.event is not None
+            if await already_processed(session, consumer=consumer, event_id=record.event.id):
+                continue
+            await mark_processed(session, consumer=consumer, event_id=record.event.id)
+            new += 1
+            log.info("%s: %s %s (subject %s)", consumer, record.event.type, record.event.id,
+                     record.event.subject)
+        if on_new is not None:
+            await on_new(session, batch)
+        await session.commit()
+    return new

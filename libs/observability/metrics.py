@@ -1,0 +1,68 @@
+"""Prometheus metrics every service exports on /metrics."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ServiceMetrics:
+    """The metric families of one service process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.consumed = Counter(
+            "opsline_events_consumed", "Events consumed", ["topic", "type"], registry=registry
+        )
+        self.produced = Counter(
+            "opsline_events_produced", "Events produced", ["topic", "type"], registry=registry
+        )
+        self.failed = Counter(
+            "opsline_events_failed",
+            "Events rejected (dead-lettered) or failed, by reason kind",
+            ["topic", "type", "reason"],
+            registry=registry,
+        )
+        self.handler_seconds = Histogram(
+            "opsline_handler_seconds",
+            "Time to handle one consumed batch",
+            ["topic"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "opsline_consumer_lag",
+            "Messages behind the end of the partition",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.http_seconds = Histogram(
+            "opsline_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.samples = Counter(
+            "opsline_samples",
+            "Metric samples by outcome (accepted, rejected)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.restarts = Counter(
+            "opsline_worker_restarts", "Worker loop restarts after an error", ["worker"],
+            registry=registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@lru_cache(maxsize=1)
+def get_metrics() -> ServiceMetrics:
+    """The process-wide metrics, in prometheus-client's default registry."""
+    return ServiceMetrics(DEFAULT_REGISTRY)

@@ -1,0 +1,1 @@
+"""Validation and normalization of telemetry that external tools send (metric and log batches)."""

@@ -1,0 +1,3 @@
+from services.aiops_detector.main import main
+
+main()

@@ -1,0 +1,3 @@
+from services.appmanager.main import main
+
+main()

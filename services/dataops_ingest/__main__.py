@@ -1,0 +1,3 @@
+from services.dataops_ingest.main import main
+
+main()

@@ -1,0 +1,3 @@
+from services.deploy.main import main
+
+main()

@@ -1,0 +1,157 @@
+"""Public /v1 routes of the gateway (every one needs a bearer token)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import httpx
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from libs.events import topics as t
+from libs.events.envelope import (
+    CloudEvent,
+    EnvelopeError,
+    from_binary_http,
+    from_structured,
+)
+from libs.events.publisher import Publisher
+from libs.observability.metrics import get_metrics
+from libs.telemetry.precheck import precheck
+from services.gateway.deps import CurrentCaller
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+MAX_BATCH_EVENTS = 10_000
+
+router = APIRouter(prefix="/v1")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over the limit without buffering it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise HTTPException(413, f"request body is larger than {limit} bytes")
+        except ValueError:
+            raise HTTPException(400, "Content-Length is not a number") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_events(content_type: str, headers: dict[str, str], body: bytes) -> list[Any]:
+    """Each item is a CloudEvent or the EnvelopeError that says why it is not one."""
+    if content_type == BATCH:
+        items = _json(body)
+        if not isinstance(items, list):
+            raise HTTPException(400, "a CloudEvents batch must be a JSON array of events")
+        if not items:
+            raise HTTPException(400, "the batch is empty")
+        if len(items) > MAX_BATCH_EVENTS:
+            raise HTTPException(413, f"at most {MAX_BATCH_EVENTS} events per batch")
+        out: list[Any] = []
+        for item in items:
+            try:
+                out.append(from_structured(item))
+            except EnvelopeError as exc:
+                out.append(exc)
+        return out
+    if content_type == STRUCTURED:
+        try:
+            return [from_structured(_json(body))]
+        except EnvelopeError as exc:
+            raise HTTPException(400, f"invalid CloudEvent: {exc}") from None
+    if any(k.lower() == "ce-specversion" for k in headers):
+        try:
+            return [from_binary_http(headers, body)]
+        except EnvelopeError as exc:
+            raise HTTPException(400, f"invalid CloudEvent: {exc}") from None
+    raise HTTPException(
+        415,
+        f"send {STRUCTURED} (one event), {BATCH} (an array), or binary mode "
+        "(ce-specversion, ce-id, ce-source, ce-type headers and the data as the body)",
+    )
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None
+
+
+@router.post("/events", status_code=202, summary="Publish CloudEvents (structured, batch, binary)")
+async def post_events(request: Request, caller: CurrentCaller) -> JSONResponse:
+    body = await read_body(request, request.app.state.settings.max_body_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    parsed = _parse_events(content_type, dict(request.headers), body)
+    publisher: Publisher = request.app.state.publisher
+    accepted: list[str] = []
+    rejected: list[dict[str, Any]] = []
+    futures = []
+    for index, item in enumerate(parsed):
+        if isinstance(item, EnvelopeError):
+            rejected.append({"index": index, "reason": f"invalid CloudEvent: {item}"})
+            continue
+        checked = precheck(item)
+        if checked.event is None:
+            rejected.append({"index": index, "id": item.id, "reason": "; ".join(checked.errors)})
+            continue
+        if checked.errors:
+            rejected.append({"index": index, "id": item.id, "partial": True,
+                             "reason": "; ".join(checked.errors[:100])})
+        futures.append(await publisher.send(t.INGEST_RAW, checked.event, key=item.source))
+        accepted.append(item.id)
+    if futures:
+        try:
+            await asyncio.gather(*futures)
+        except Exception as exc:
+            raise HTTPException(503, f"could not hand the events to Kafka: {exc}") from None
+    metrics = get_metrics()
+    metrics.consumed.labels("http:/v1/events", "accepted").inc(len(accepted))
+    if not accepted:
+        return JSONResponse({"detail": "no event accepted", "accepted": [], "rejected": rejected},
+                            status_code=400 if content_type == BATCH else 422)
+    return JSONResponse({"accepted": accepted, "rejected": rejected}, status_code=202)
+
+
+@router.get("/metrics/query", summary="Metric samples by name, label matchers and time range")
+async def metrics_query(
+    request: Request,
+    caller: CurrentCaller,
+    name: Annotated[str, Query(min_length=1, max_length=200, description="metric name")],
+    start: Annotated[str, Query(description="RFC 3339 or epoch milliseconds")],
+    end: Annotated[str, Query(description="RFC 3339 or epoch milliseconds")],
+    match: Annotated[list[str], Query(description="LABEL=VALUE, may repeat")] = [],
+) -> JSONResponse:
+    client: httpx.AsyncClient = request.app.state.http
+    url = request.app.state.settings.peer_urls().get("dataops-ingest")
+    if not url:
+        raise HTTPException(503, "no dataops-ingest peer configured (OPSLINE_GATEWAY_PEERS)")
+    params: list[tuple[str, str]] = [("name", name), ("start", start), ("end", end)]
+    params += [("match", m) for m in match]
+    try:
+        response = await client.get(f"{url}/internal/v1/metrics/query", params=params,
+                                    headers=request.app.state.internal_headers)
+    except httpx.HTTPError as exc:
+        raise HTTPException(503, f"dataops-ingest unreachable: {exc}") from None
+    if response.status_code >= 500:
+        raise HTTPException(503, f"dataops-ingest: {_detail(response)}")
+    if response.status_code >= 400:
+        raise HTTPException(response.status_code, _detail(response))
+    return JSONResponse(response.json())
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail", response.text)
+    except ValueError:
+        return response.text[:500]

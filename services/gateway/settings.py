@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PEERS = (
+    "appmanager=http://127.0.0.1:8081,build=http://127.0.0.1:8082,"
+    "deploy=http://127.0.0.1:8083,dataops-ingest=http://127.0.0.1:8084,"
+    "aiops-detector=http://127.0.0.1:8085"
+)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPSLINE_GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # SQLite under OPSLINE_HOME unless set (postgresql://…, mysql://… also work).
+    database_url: str | None = None
+    # name=URL of every other service; /readyz is 200 only when all of them are ready.
+    peers: str = DEFAULT_PEERS
+    max_body_bytes: int = 5 * 1024 * 1024
+    upstream_timeout_s: float = 10.0
+    group_id: str = "gateway"
+
+    def peer_urls(self) -> dict[str, str]:
+        out = {}
+        for item in self.peers.split(","):
+            name, sep, url = item.strip().partition("=")
+            if not sep or not name or not url:
+                raise ValueError(f"OPSLINE_GATEWAY_PEERS: {item!r} is not name=URL")
+            out[name.strip()] = url.strip().rstrip("/")
+        return out
+
+
+class AdminTokenSettings(BaseSettings):
+    """The bootstrap admin token: OPSLINE_ADMIN_TOKEN, or the file OPSLINE_ADMIN_TOKEN_FILE."""
+
+    model_config = SettingsConfigDict(env_prefix="OPSLINE_", extra="ignore")
+
+    admin_token: SecretStr | None = None
+    admin_token_file: str | None = None
