@@ -11,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "appmanager", "build", "deploy", "dataops-ingest", "aiops-detector")
+# Tansu reads OTEL_EXPORTER_OTLP_ENDPOINT too; only our services should export there.
+_NO_OTEL = "/usr/bin/env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT "
 _BASE_PORTS = {
     "kafka": 9092, "elasticsearch": 9200, "gateway": 8080, "appmanager": 8081, "build": 8082,
     "deploy": 8083, "dataops-ingest": 8084, "aiops-detector": 8085,
@@ -135,9 +137,9 @@ def write_config(stack: Stack) -> Path:
     ]
     kafka = stack.port("kafka")
     programs: list[tuple[str, str, int, dict[str, str]]] = [
-        ("broker", f"{tansu_binary()} broker --listener-url tcp://127.0.0.1:{kafka} "
+        ("broker", f"{_NO_OTEL}{tansu_binary()} broker --listener-url tcp://127.0.0.1:{kafka} "
                    f"--advertised-listener-url tcp://127.0.0.1:{kafka}", 10, {}),
-        ("store", f"{noida_binary()} start --only elasticsearch --elasticsearch-port "
+        ("store", f"{_NO_OTEL}{noida_binary()} start --only elasticsearch --elasticsearch-port "
                   f"{stack.port('elasticsearch')} --data-dir {home}/elasticsearch", 10, {}),
     ]
     for name in SERVICES:
@@ -169,8 +171,6 @@ def write_config(stack: Stack) -> Path:
         else:
             lines += [f"stdout_logfile={home}/logs/{name}.log", "stdout_logfile_maxbytes=50MB",
                       "stdout_logfile_backups=1"]
-        # The broker and the store must not inherit OTEL_* (Tansu would export too).
-        env = {"OTEL_SDK_DISABLED": "true"} if name in ("broker", "store") else env
         if env:
             lines.append(f"environment={_env(env)}")
         lines.append("")

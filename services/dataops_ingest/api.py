@@ -22,6 +22,11 @@ def parse_matchers(match: list[str]) -> dict[str, str]:
     return out
 
 
+def _param_ts(value: str) -> int:
+    """A query time: RFC 3339, or epoch milliseconds as digits."""
+    return int(value) if value.isdigit() else parse_ts(value, default_ms=0)
+
+
 def build_router(*, settings: IngestSettings, es: AsyncElasticsearch, guard: Any) -> APIRouter:
     router = APIRouter(prefix="/internal/v1", dependencies=[Depends(guard)])
 
@@ -33,8 +38,7 @@ def build_router(*, settings: IngestSettings, es: AsyncElasticsearch, guard: Any
         match: Annotated[list[str], Query()] = [],
     ) -> dict[str, Any]:
         try:
-            start_ms = parse_ts(start, default_ms=0)
-            end_ms = parse_ts(end, default_ms=0)
+            start_ms, end_ms = _param_ts(start), _param_ts(end)
         except ValueError as exc:
             raise HTTPException(422, f"start/end: {exc}") from None
         if end_ms < start_ms:

@@ -118,11 +118,12 @@ async def on_normalized(batch: Batch, *, es: AsyncElasticsearch, prefix: str) ->
     actions: list[tuple[str, str, dict[str, Any]]] = []
     owners: list[Record] = []
     for record in batch.records:
-        try:
-            docs = to_documents(record, prefix=prefix)
-        except Exception as exc:  # a record we cannot read is dead-lettered, the rest go on
-            await batch.reject(record, f"undecodable payload: {type(exc).__name__}: {exc}")
-            continue
+        with batch.span(record):
+            try:
+                docs = to_documents(record, prefix=prefix)
+            except Exception as exc:  # a record we cannot read is dead-lettered, the rest go on
+                await batch.reject(record, f"undecodable payload: {type(exc).__name__}: {exc}")
+                continue
         actions.extend(docs)
         owners.extend([record] * len(docs))
     try:

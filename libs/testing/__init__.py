@@ -1,0 +1,1 @@
+"""Helpers for tests that drive the real stack (no mocks of our own services)."""

@@ -1,0 +1,3 @@
+from services.build.main import main
+
+main()
