@@ -14,13 +14,18 @@ def internal_token_guard(token: SecretStr | None) -> Callable[[str | None], None
 
     def guard(authorization: str | None = Header(default=None)) -> None:
         if token is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                "internal API disabled: OPSLINE_INTERNAL_TOKEN is not set")
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "internal API disabled: OPSLINE_INTERNAL_TOKEN is not set",
+            )
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.encode(), token.get_secret_value().encode()
         ):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid internal token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or invalid internal token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return guard

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -50,16 +51,24 @@ def create_member_app(
     async def handle(batch: Batch) -> None:
         await handler(batch, sessions)
 
-    worker = Worker(name=f"{name}-worker", service=name, bootstrap=common.kafka_bootstrap,
-                    group_id=group_id, topics=topics, handler=handle, publisher=publisher)
+    worker = Worker(
+        name=f"{name}-worker",
+        service=name,
+        bootstrap=common.kafka_bootstrap,
+        group_id=group_id,
+        topics=topics,
+        handler=handle,
+        publisher=publisher,
+    )
 
     async def start(stop: asyncio.Event) -> None:
         if not await db.wait_for_database(engine, stop):
             return
         await db.create_tables(engine, [OutboxMessage, ProcessedEvent, *tables])
         state["database"] = True
-        await t.wait_for_topics(common.kafka_bootstrap, t.ALL_TOPICS,
-                                partitions=common.topic_partitions, stop=stop)
+        await t.wait_for_topics(
+            common.kafka_bootstrap, t.ALL_TOPICS, partitions=common.topic_partitions, stop=stop
+        )
         while not stop.is_set():
             try:
                 await publisher.start()
@@ -74,6 +83,15 @@ def create_member_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.spawn("start", start)
+        runtime.spawn(
+            "topics",
+            functools.partial(
+                t.guard_topics,
+                common.kafka_bootstrap,
+                t.ALL_TOPICS,
+                partitions=common.topic_partitions,
+            ),
+        )
         yield
         await runtime.shutdown()
         await publisher.stop()
@@ -92,10 +110,13 @@ def create_member_app(
     return app
 
 
-async def record_once(batch: Batch, sessions: async_sessionmaker[AsyncSession], *,
-                      consumer: str,
-                      on_new: Callable[[AsyncSession, Batch], Awaitable[None]] | None = None,
-                      ) -> int:
+async def record_once(
+    batch: Batch,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    consumer: str,
+    on_new: Callable[[AsyncSession, Batch], Awaitable[None]] | None = None,
+) -> int:
     """Idempotent intake: each event id is taken once per consumer; returns how many were new."""
     new = 0
     async with sessions() as session:
@@ -105,8 +126,13 @@ async def record_once(batch: Batch, sessions: async_sessionmaker[AsyncSession], 
                 continue
             await mark_processed(session, consumer=consumer, event_id=record.event.id)
             new += 1
-            log.info("%s: %s %s (subject %s)", consumer, record.event.type, record.event.id,
-                     record.event.subject)
+            log.info(
+                "%s: %s %s (subject %s)",
+                consumer,
+                record.event.type,
+                record.event.id,
+                record.event.subject,
+            )
         if on_new is not None:
             await on_new(session, batch)
         await session.commit()

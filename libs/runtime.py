@@ -95,5 +95,6 @@ def add_ops_routes(app: FastAPI, runtime: ServiceRuntime) -> None:
 
 def serve(app: FastAPI, *, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM; the app's lifespan stops its background work."""
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
+    )

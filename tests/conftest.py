@@ -31,12 +31,19 @@ class SpanSink:
         request.ParseFromString(body)
         with self.lock:
             for rs in request.resource_spans:
-                service = next((a.value.string_value for a in rs.resource.attributes
-                                if a.key == "service.name"), "?")
+                service = next(
+                    (
+                        a.value.string_value
+                        for a in rs.resource.attributes
+                        if a.key == "service.name"
+                    ),
+                    "?",
+                )
                 for ss in rs.scope_spans:
                     for span in ss.spans:
-                        self.spans.append({"service": service, "name": span.name,
-                                           "trace_id": span.trace_id.hex()})
+                        self.spans.append(
+                            {"service": service, "name": span.name, "trace_id": span.trace_id.hex()}
+                        )
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +51,7 @@ def span_sink() -> Iterator[tuple[SpanSink, str]]:
     sink = SpanSink()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             if self.path.endswith("/v1/traces"):
                 sink.add(body)
@@ -63,8 +70,9 @@ def span_sink() -> Iterator[tuple[SpanSink, str]]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, span_sink: tuple[SpanSink, str]
-          ) -> Iterator[RunningStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, span_sink: tuple[SpanSink, str]
+) -> Iterator[RunningStack]:
     home: Path = tmp_path_factory.mktemp("opsline-home")
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": span_sink[1], "OPSLINE_LOG_LEVEL": "INFO"}
     os.environ.pop("OPSLINE_ADMIN_TOKEN", None)

@@ -59,11 +59,18 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            # The sqlite3 module begins transactions on its own and breaks SAVEPOINT;
+            # let SQLAlchemy emit BEGIN itself (see the begin hook below).
+            conn.isolation_level = None
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -90,8 +97,12 @@ async def wait_for_database(engine: AsyncEngine, stop: asyncio.Event) -> bool:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception as exc:  # any driver's connection error
-            log.warning("waiting for database %s: %s (retry in %.1fs)",
-                        engine.url.render_as_string(hide_password=True), exc, delay)
+            log.warning(
+                "waiting for database %s: %s (retry in %.1fs)",
+                engine.url.render_as_string(hide_password=True),
+                exc,
+                delay,
+            )
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except TimeoutError:

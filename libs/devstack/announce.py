@@ -27,7 +27,9 @@ def main() -> None:
             last = status
         time.sleep(1)
     token_file = os.environ["OPSLINE_ADMIN_TOKEN_FILE"]
-    token = open(token_file).read().strip() if os.path.exists(token_file) else "(OPSLINE_ADMIN_TOKEN)"
+    token = (
+        open(token_file).read().strip() if os.path.exists(token_file) else "(OPSLINE_ADMIN_TOKEN)"
+    )
     print(
         "\n"
         f"opsline is ready ({time.monotonic() - started:.0f}s)\n"

@@ -14,8 +14,14 @@ SERVICES = ("gateway", "appmanager", "build", "deploy", "dataops-ingest", "aiops
 # Tansu reads OTEL_EXPORTER_OTLP_ENDPOINT too; only our services should export there.
 _NO_OTEL = "/usr/bin/env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT "
 _BASE_PORTS = {
-    "kafka": 9092, "elasticsearch": 9200, "gateway": 8080, "appmanager": 8081, "build": 8082,
-    "deploy": 8083, "dataops-ingest": 8084, "aiops-detector": 8085,
+    "kafka": 9092,
+    "elasticsearch": 9200,
+    "gateway": 8080,
+    "appmanager": 8081,
+    "build": 8082,
+    "deploy": 8083,
+    "dataops-ingest": 8084,
+    "aiops-detector": 8085,
 }
 
 
@@ -64,7 +70,8 @@ def tansu_binary() -> str:
 
 def noida_binary() -> str:
     found = shutil.which("noida-db", path=str(Path(sys.executable).parent)) or shutil.which(
-        "noida-db")
+        "noida-db"
+    )
     if not found:
         raise FileNotFoundError("noida-db is not installed: run `make setup`")
     return found
@@ -121,8 +128,11 @@ def write_config(stack: Stack) -> Path:
         f"directory={ROOT}",
         f"childlogdir={home}/logs",
         "loglevel=info",
-        *(["logfile=/dev/stdout", "logfile_maxbytes=0"] if stack.console
-          else [f"logfile={home}/logs/supervisord.log"]),
+        *(
+            ["logfile=/dev/stdout", "logfile_maxbytes=0"]
+            if stack.console
+            else [f"logfile={home}/logs/supervisord.log"]
+        ),
         "",
         "[unix_http_server]",
         f"file={home}/supervisor.sock",
@@ -137,20 +147,38 @@ def write_config(stack: Stack) -> Path:
     ]
     kafka = stack.port("kafka")
     programs: list[tuple[str, str, int, dict[str, str]]] = [
-        ("broker", f"{_NO_OTEL}{tansu_binary()} broker --listener-url tcp://127.0.0.1:{kafka} "
-                   f"--advertised-listener-url tcp://127.0.0.1:{kafka}", 10, {}),
-        ("store", f"{_NO_OTEL}{noida_binary()} start --only elasticsearch --elasticsearch-port "
-                  f"{stack.port('elasticsearch')} --data-dir {home}/elasticsearch", 10, {}),
+        (
+            "broker",
+            f"{_NO_OTEL}{tansu_binary()} broker --listener-url tcp://127.0.0.1:{kafka} "
+            f"--advertised-listener-url tcp://127.0.0.1:{kafka}",
+            10,
+            {},
+        ),
+        (
+            "store",
+            f"{_NO_OTEL}{noida_binary()} start --only elasticsearch --elasticsearch-port "
+            f"{stack.port('elasticsearch')} --data-dir {home}/elasticsearch",
+            10,
+            {},
+        ),
     ]
     for name in SERVICES:
         module = name.replace("-", "_")
         programs.append((name, f"{py} -m services.{module}", 20, common))
-    programs.append(("announce", f"{py} -m libs.devstack.announce", 30, {
-        "OPSLINE_HOME": str(home), "OPSLINE_GATEWAY_URL": stack.gateway_url,
-        "OPSLINE_KAFKA_BOOTSTRAP": stack.bootstrap,
-        "OPSLINE_ELASTICSEARCH_URL": stack.elasticsearch_url,
-        "OPSLINE_ADMIN_TOKEN_FILE": str(stack.admin_token_file.resolve()),
-    }))
+    programs.append(
+        (
+            "announce",
+            f"{py} -m libs.devstack.announce",
+            30,
+            {
+                "OPSLINE_HOME": str(home),
+                "OPSLINE_GATEWAY_URL": stack.gateway_url,
+                "OPSLINE_KAFKA_BOOTSTRAP": stack.bootstrap,
+                "OPSLINE_ELASTICSEARCH_URL": stack.elasticsearch_url,
+                "OPSLINE_ADMIN_TOKEN_FILE": str(stack.admin_token_file.resolve()),
+            },
+        )
+    )
     for name, command, priority, env in programs:
         once = name == "announce"
         lines += [
@@ -169,8 +197,11 @@ def write_config(stack: Stack) -> Path:
         if stack.console:
             lines += ["stdout_logfile=/dev/stdout", "stdout_logfile_maxbytes=0"]
         else:
-            lines += [f"stdout_logfile={home}/logs/{name}.log", "stdout_logfile_maxbytes=50MB",
-                      "stdout_logfile_backups=1"]
+            lines += [
+                f"stdout_logfile={home}/logs/{name}.log",
+                "stdout_logfile_maxbytes=50MB",
+                "stdout_logfile_backups=1",
+            ]
         if env:
             lines.append(f"environment={_env(env)}")
         lines.append("")

@@ -22,7 +22,13 @@ class Rejection:
 
 
 def deadletter_headers(
-    original: Headers, *, reason: str, topic: str, partition: int, offset: int, service: str,
+    original: Headers,
+    *,
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    service: str,
     partial: bool = False,
 ) -> Headers:
     headers = [(k, v) for k, v in original if not k.startswith("dl_")]

@@ -81,8 +81,12 @@ class CloudEvent:
         return ct == JSON or ct.endswith("+json") or ct == "text/json"
 
     def attributes(self) -> dict[str, str]:
-        out = {"specversion": self.specversion, "id": self.id, "source": self.source,
-               "type": self.type}
+        out = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
         for name in OPTIONAL:
             value = getattr(self, name)
             if value is not None:
@@ -156,7 +160,9 @@ def _from_attrs(attrs: dict[str, Any], data: bytes) -> CloudEvent:
 Headers = list[tuple[str, bytes]]
 
 
-def to_kafka(event: CloudEvent, *, extra: Headers | None = None) -> tuple[bytes | None, bytes, Headers]:
+def to_kafka(
+    event: CloudEvent, *, extra: Headers | None = None
+) -> tuple[bytes | None, bytes, Headers]:
     """Key, value and headers for a Kafka record (binary content mode)."""
     headers: Headers = []
     for name, value in event.attributes().items():
@@ -173,6 +179,8 @@ def to_kafka(event: CloudEvent, *, extra: Headers | None = None) -> tuple[bytes 
 def from_kafka(value: bytes | None, headers: Headers) -> CloudEvent:
     """Decode a Kafka record in binary content mode; raises EnvelopeError."""
     attrs: dict[str, Any] = {}
+    if not any(name.startswith("ce_") for name, _ in headers):
+        raise EnvelopeError("no ce_* headers: not a CloudEvent in Kafka binary content mode")
     for name, raw in headers:
         if name.startswith("ce_"):
             try:
@@ -184,8 +192,6 @@ def from_kafka(value: bytes | None, headers: Headers) -> CloudEvent:
                 attrs["datacontenttype"] = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise EnvelopeError("header 'content-type' is not UTF-8") from None
-    if not attrs:
-        raise EnvelopeError("no ce_* headers: not a CloudEvent in Kafka binary content mode")
     return _from_attrs(attrs, value or b"")
 
 
@@ -238,7 +244,7 @@ def from_binary_http(headers: dict[str, str], body: bytes) -> CloudEvent:
             attrs[lname[3:]] = value
     if not attrs:
         raise EnvelopeError("no ce-* headers: not a CloudEvent in HTTP binary mode")
-    ct = headers.get("content-type")
+    ct = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
     if ct:
         attrs["datacontenttype"] = ct
     return _from_attrs(attrs, body)

@@ -28,11 +28,13 @@ async def already_processed(session: AsyncSession, *, consumer: str, event_id: s
 
 
 async def mark_processed(session: AsyncSession, *, consumer: str, event_id: str) -> bool:
-    """Record the event in the caller's transaction; False if another replica beat us to it."""
-    session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
+    """Record the event in the caller's transaction; False if another replica beat us to it.
+
+    A savepoint keeps the rest of the caller's transaction when the id is already there.
+    """
     try:
-        await session.flush()
+        async with session.begin_nested():
+            session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
     except IntegrityError:
-        await session.rollback()
         return False
     return True

@@ -3,7 +3,8 @@
 Rows are relayed in id order and marked published only after the broker acknowledged
 them, so a crash between the two re-sends (at-least-once; consumers are idempotent).
 Several replicas may relay at once: on PostgreSQL and MySQL/MariaDB rows are claimed with
-SELECT … FOR UPDATE SKIP LOCKED; SQLite serializes writers by itself.
+SELECT … FOR UPDATE SKIP LOCKED. SQLite has no row locks, so two relays on one file can
+both send a row; that is still at-least-once, and SQLite means one replica anyway.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Column, LargeBinary, Text, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from libs.events.envelope import CloudEvent, to_kafka
 from libs.events.publisher import Publisher
@@ -90,8 +91,9 @@ class OutboxRelay:
             for row in rows:
                 headers = [(k, v.encode()) for k, v in orjson.loads(row.headers)]
                 futures.append(
-                    await self.publisher.send_raw(row.topic, row.value, key=row.key,
-                                                  headers=headers)
+                    await self.publisher.send_raw(
+                        row.topic, row.value, key=row.key, headers=headers
+                    )
                 )
             await asyncio.gather(*futures)
             await session.execute(

@@ -23,8 +23,17 @@ ALERT_EVENTS = "alert.events"
 DEADLETTER = "deadletter"
 
 ALL_TOPICS = (
-    APP_EVENTS, BUILD_COMMANDS, BUILD_EVENTS, DEPLOY_COMMANDS, DEPLOY_EVENTS, INGEST_RAW,
-    METRICS_POINTS, LOGS_RECORDS, OPS_EVENTS, ALERT_EVENTS, DEADLETTER,
+    APP_EVENTS,
+    BUILD_COMMANDS,
+    BUILD_EVENTS,
+    DEPLOY_COMMANDS,
+    DEPLOY_EVENTS,
+    INGEST_RAW,
+    METRICS_POINTS,
+    LOGS_RECORDS,
+    OPS_EVENTS,
+    ALERT_EVENTS,
+    DEADLETTER,
 )
 
 # Event types external tools publish onto ingest.raw (or POST /v1/events).
@@ -77,10 +86,33 @@ async def wait_for_topics(
         try:
             await ensure_topics(bootstrap, topics, partitions=partitions)
             return
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("waiting for Kafka at %s: %s (retry in %.1fs)", bootstrap, exc, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except TimeoutError:
                 pass
             delay = min(delay * 2, 10.0)
+
+
+async def guard_topics(
+    bootstrap: str,
+    topics: tuple[str, ...] | list[str],
+    stop: asyncio.Event,
+    *,
+    partitions: int,
+    interval: float = 30.0,
+) -> None:
+    """Re-create topics that vanished (a broker restarted with in-memory storage, a purge)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+            return
+        except TimeoutError:
+            pass
+        try:
+            created = await ensure_topics(bootstrap, topics, partitions=partitions)
+            if created:
+                log.warning("topics were missing and have been re-created: %s", ", ".join(created))
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning("topic check failed: %s", exc)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
 
@@ -60,7 +60,11 @@ class Batch:
     rejected: int = 0
 
     async def publish(
-        self, topic: str, event: CloudEvent, *, key: str | bytes | None = None,
+        self,
+        topic: str,
+        event: CloudEvent,
+        *,
+        key: str | bytes | None = None,
         headers: Headers | None = None,
     ) -> None:
         self._pending.append(
@@ -154,12 +158,21 @@ class Worker:
     async def deadletter(self, record: Record, reason: str, *, partial: bool = False) -> Any:
         self._metrics.failed.labels(record.topic, record.type, _reason_kind(reason)).inc()
         log.warning(
-            "%s: dead-lettering %s[%d]@%d: %s", self.name, record.topic, record.partition,
-            record.offset, reason,
+            "%s: dead-lettering %s[%d]@%d: %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
         )
         headers = deadletter_headers(
-            record.headers, reason=reason, topic=record.topic, partition=record.partition,
-            offset=record.offset, service=self.service, partial=partial,
+            record.headers,
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            service=self.service,
+            partial=partial,
         )
         return await self.publisher.send_raw(
             t.DEADLETTER, record.value, key=record.key, headers=headers
@@ -204,9 +217,17 @@ class Worker:
             if not data:
                 continue
             records = [
-                Record(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()),
-                       m.timestamp)
-                for msgs in data.values() for m in msgs
+                Record(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    list(m.headers or ()),
+                    m.timestamp,
+                )
+                for msgs in data.values()
+                for m in msgs
             ]
             done = await self._process(records, stop)
             if not done:  # stopping mid-retry: leave the offsets for the next owner

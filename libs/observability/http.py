@@ -36,8 +36,9 @@ class ObservabilityMiddleware:
             if path in _UNTRACED:
                 await self.app(scope, receive, send_wrapper)
             else:
-                headers = {k.decode("latin-1"): v.decode("latin-1")
-                           for k, v in scope.get("headers", [])}
+                headers = {
+                    k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
+                }
                 with tracer().start_as_current_span(
                     f"{scope['method']} {path}",
                     context=context_from_http(headers),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -54,7 +54,9 @@ class ServiceMetrics:
             registry=registry,
         )
         self.restarts = Counter(
-            "opsline_worker_restarts", "Worker loop restarts after an error", ["worker"],
+            "opsline_worker_restarts",
+            "Worker loop restarts after an error",
+            ["worker"],
             registry=registry,
         )
 

@@ -25,7 +25,9 @@ def setup_tracing(service_name: str) -> None:
     ):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=500))
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=500)
+        )
     trace.set_tracer_provider(provider)
     _configured = True
 

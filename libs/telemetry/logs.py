@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from libs.schemas.opsline.v1.logs_pb2 import LogRecord
-from libs.telemetry.samples import BatchError, parse_ts
+from libs.telemetry.samples import FUTURE_TOLERANCE_MS, BatchError, parse_ts
 
 MAX_LOG_RECORDS = 50_000
 MAX_MESSAGE_LEN = 64 * 1024
@@ -40,11 +40,25 @@ def parse_log_batch(
                 isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
             ):
                 raise ValueError("labels: must be an object of string values")
-            ts = parse_ts(item.get("ts"), default_ms=now)
+            try:
+                ts = parse_ts(item.get("ts"), default_ms=now)
+            except ValueError as exc:
+                raise ValueError(f"ts: {exc}") from None
+            if ts > now + FUTURE_TOLERANCE_MS:
+                raise ValueError("ts: more than 10 minutes in the future")
         except ValueError as exc:
-            errors.append(f"records[{i}].{exc}")
+            text = str(exc)
+            errors.append(f"records[{i}]: {text}" if text.startswith("must") else
+                          f"records[{i}].{text}")
             continue
-        records.append(LogRecord(ts_ms=ts, level=level, message=message[:MAX_MESSAGE_LEN],
-                                 labels=labels, source=source))
+        records.append(
+            LogRecord(
+                ts_ms=ts,
+                level=level,
+                message=message[:MAX_MESSAGE_LEN],
+                labels=labels,
+                source=source,
+            )
+        )
         kept.append(i)
     return records, errors, kept

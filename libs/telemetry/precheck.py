@@ -22,10 +22,13 @@ def precheck(event: CloudEvent) -> Checked:
     """Validate the data of a metric or log batch; other types pass as ops events."""
     if event.type not in (t.METRIC_BATCH, t.LOG_BATCH):
         if event.type.startswith(t.RESERVED_PREFIX):
-            return Checked(None, [
-                f"unknown event type {event.type!r}: the io.opsline.* namespace is reserved; "
-                f"send {t.METRIC_BATCH}, {t.LOG_BATCH} or a type of your own"
-            ])
+            return Checked(
+                None,
+                [
+                    f"unknown event type {event.type!r}: the io.opsline.* namespace is reserved; "
+                    f"send {t.METRIC_BATCH}, {t.LOG_BATCH} or a type of your own"
+                ],
+            )
         return Checked(event)
     if not event.is_json():
         return Checked(None, [f"{event.type} data must be JSON, not {event.datacontenttype!r}"])

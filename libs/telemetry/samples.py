@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,9 +33,67 @@ class BatchError(ValueError):
     """The batch as a whole is unusable (not an object, no sample list)."""
 
 
+class Series:
+    """A validated series: its id, and its protobuf fields 1-3 serialized once."""
+
+    __slots__ = ("hash32", "labels", "name", "prefix", "series_id")
+
+    def __init__(self, name: str, labels: dict[str, str]) -> None:
+        self.name = name
+        self.labels = dict(labels)
+        self.series_id = series_id(name, labels)
+        self.hash32 = int(self.series_id[:8], 16)  # for partitioning
+        self.prefix = Sample(series_id=self.series_id, name=name, labels=labels).SerializeToString()
+
+
+class NormSample:
+    """One normalized sample: its series, time and value."""
+
+    __slots__ = ("series", "ts_ms", "value")
+
+    def __init__(self, series: Series, ts_ms: int, value: float) -> None:
+        self.series = series
+        self.ts_ms = ts_ms
+        self.value = value
+
+    @property
+    def series_id(self) -> str:
+        return self.series.series_id
+
+    @property
+    def name(self) -> str:
+        return self.series.name
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.series.labels
+
+
+# Validated series by (name, labels as given): a memo, so a series seen before costs
+# one dict lookup instead of validation, hashing and protobuf encoding.
+_SERIES_MEMO_MAX = 200_000
+_series_memo: dict[tuple[object, ...], Series] = {}
+
+
+def _series(name: object, labels: object) -> Series:
+    try:
+        key = (name, *labels.items()) if isinstance(labels, dict) else (name, labels)
+        found = _series_memo.get(key)
+    except TypeError:  # unhashable junk: let validation say what is wrong
+        key, found = None, None
+    if found is not None:
+        return found
+    series = Series(_check_name(name), _check_labels(labels))
+    if key is not None:
+        if len(_series_memo) >= _SERIES_MEMO_MAX:
+            _series_memo.clear()
+        _series_memo[key] = series
+    return series
+
+
 @dataclass(slots=True)
 class ParsedBatch:
-    samples: list[Sample]
+    samples: list[NormSample]
     errors: list[str]  # "samples[3].value: not a number"
     kept: list[int]  # positions in the input of the samples taken
 
@@ -73,16 +132,18 @@ def parse_ts(value: Any, *, default_ms: int) -> int:
 
 
 def _check_name(name: Any) -> str:
-    if name in _valid_names:
-        return name  # type: ignore[no-any-return]
     if name is None or name == "":
         raise ValueError("name: missing")
     if not isinstance(name, str):
         raise ValueError("name: must be a string")
+    if name in _valid_names:
+        return name
     if len(name) > MAX_NAME_LEN:
         raise ValueError(f"name: longer than {MAX_NAME_LEN} characters")
     if not _METRIC_NAME.match(name):
-        raise ValueError(f"name: {name[:64]!r} is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+        raise ValueError(
+            f"name: {name[:64]!r} is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+        )
     if len(_valid_names) < 100_000:
         _valid_names.add(name)
     return name
@@ -137,29 +198,80 @@ def parse_metric_batch(data: Any, *, now_ms: int | None = None) -> ParsedBatch:
         try:
             if not isinstance(item, dict):
                 raise ValueError("must be an object")
-            name = _check_name(item.get("name"))
-            labels = _check_labels(item.get("labels"))
-            value = _check_value(item.get("value"))
-            try:
-                ts = parse_ts(item.get("ts"), default_ms=now)
-            except ValueError as exc:
-                raise ValueError(f"ts: {exc}") from None
-            if ts > horizon:
-                raise ValueError("ts: more than 10 minutes in the future")
+            series = _series(item.get("name"), item.get("labels"))
+            value = item.get("value")
+            if type(value) is not float or not math.isfinite(value):
+                value = _check_value(value)
+            raw_ts = item.get("ts")
+            if type(raw_ts) is int and 0 <= raw_ts <= horizon:
+                ts = raw_ts
+            else:
+                try:
+                    ts = parse_ts(raw_ts, default_ms=now)
+                except ValueError as exc:
+                    raise ValueError(f"ts: {exc}") from None
+                if ts > horizon:
+                    raise ValueError("ts: more than 10 minutes in the future")
         except ValueError as exc:
-            errors.append(f"samples[{i}].{exc}" if not str(exc).startswith("must") else
-                          f"samples[{i}]: {exc}")
+            errors.append(
+                f"samples[{i}].{exc}" if not str(exc).startswith("must") else f"samples[{i}]: {exc}"
+            )
             continue
-        samples.append(
-            Sample(series_id=series_id(name, labels), name=name, labels=labels, ts_ms=ts,
-                   value=value)
-        )
+        samples.append(NormSample(series, ts, value))
         kept.append(i)
     return ParsedBatch(samples, errors, kept)
 
 
-def encode_batch(samples: list[Sample], *, source_event_id: str) -> bytes:
-    return MetricBatch(samples=samples, source_event_id=source_event_id).SerializeToString()
+_DOUBLE = struct.Struct("<d")
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,)) if value >= 0 else _varint_slow(value)
+    if 0x800000000 <= value < 0x40000000000:  # epoch ms from 1971 to 2109: six bytes
+        return bytes(
+            (
+                (value & 0x7F) | 0x80,
+                ((value >> 7) & 0x7F) | 0x80,
+                ((value >> 14) & 0x7F) | 0x80,
+                ((value >> 21) & 0x7F) | 0x80,
+                ((value >> 28) & 0x7F) | 0x80,
+                value >> 35,
+            )
+        )
+    return _varint_slow(value)
+
+
+def _varint_slow(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64  # int64 on the wire: two's complement, ten bytes
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_batch(samples: list[NormSample], *, source_event_id: str) -> bytes:
+    """Serialize a MetricBatch (protobuf wire format, byte-identical to the generated class).
+
+    Each series' fields 1-3 are serialized once (Series.prefix); a sample adds only its
+    time (field 4, varint) and value (field 5, fixed64), which is ~5x faster than
+    building a Sample message per sample.
+    """
+    parts: list[bytes] = []
+    for sample in samples:
+        body = sample.series.prefix
+        if sample.ts_ms:
+            body += b"\x20" + _varint(sample.ts_ms)
+        if sample.value != 0.0 or math.copysign(1.0, sample.value) < 0:
+            body += b"\x29" + _DOUBLE.pack(sample.value)
+        parts.append(b"\x0a" + _varint(len(body)) + body)
+    if source_event_id:
+        raw = source_event_id.encode()
+        parts.append(b"\x12" + _varint(len(raw)) + raw)
+    return b"".join(parts)
 
 
 def decode_batch(data: bytes) -> MetricBatch:

@@ -31,8 +31,12 @@ class RunningStack:
 
     def supervisorctl(self, *args: str) -> str:
         ctl = Path(sys.executable).parent / "supervisorctl"
-        out = subprocess.run([str(ctl), "-c", str(self.stack.config_file), *args],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [str(ctl), "-c", str(self.stack.config_file), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return out.stdout + out.stderr
 
     def pid(self, program: str) -> int:
@@ -49,8 +53,9 @@ class RunningStack:
                 self.process.wait()
 
 
-def start_stack(home: Path, *, port_offset: int, timeout: float = 240.0,
-                env: dict[str, str] | None = None) -> RunningStack:
+def start_stack(
+    home: Path, *, port_offset: int, timeout: float = 240.0, env: dict[str, str] | None = None
+) -> RunningStack:
     """Start everything under supervisord and wait until the gateway's /readyz is 200."""
     stack = Stack(home=home, port_offset=port_offset, console=False)
     home.mkdir(parents=True, exist_ok=True)
@@ -59,7 +64,8 @@ def start_stack(home: Path, *, port_offset: int, timeout: float = 240.0,
     process = subprocess.Popen(
         [str(supervisord), "-c", str(config)],
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     running = RunningStack(stack, process, admin_token(stack)[0])
@@ -76,7 +82,9 @@ def start_stack(home: Path, *, port_offset: int, timeout: float = 240.0,
         except httpx.HTTPError as exc:
             last = exc
         time.sleep(1)
-    logs = "\n".join(f"--- {p}\n{running.log(p)[-3000:]}" for p in
-                     ("gateway", "dataops-ingest", "aiops-detector", "broker", "store"))
+    logs = "\n".join(
+        f"--- {p}\n{running.log(p)[-3000:]}"
+        for p in ("gateway", "dataops-ingest", "aiops-detector", "broker", "store")
+    )
     running.stop()
     raise TimeoutError(f"stack not ready after {timeout}s: {last}\n{logs}")

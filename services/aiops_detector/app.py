@@ -37,8 +37,13 @@ def create_app(settings: DetectorSettings, common: CommonSettings) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
     )
-    points = app.topic(t.METRICS_POINTS, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
+    points = app.topic(
+        t.METRICS_POINTS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     deadletter = app.topic(t.DEADLETTER, key_serializer="raw", value_serializer="raw")
     stats = app.Table("series_stats", default=None, partitions=common.topic_partitions)
     metrics = get_metrics()
@@ -65,10 +70,15 @@ def create_app(settings: DetectorSettings, common: CommonSettings) -> faust.App:
                     metrics.failed.labels(t.METRICS_POINTS, "?", "undecodable").inc()
                     log.warning("dead-lettering %s@%d: %s", message.topic, message.offset, reason)
                     await deadletter.send(
-                        key=message.key, value=message.value,
+                        key=message.key,
+                        value=message.value,
                         headers=deadletter_headers(
-                            headers, reason=reason, topic=message.topic,
-                            partition=message.partition, offset=message.offset, service=NAME,
+                            headers,
+                            reason=reason,
+                            topic=message.topic,
+                            partition=message.partition,
+                            offset=message.offset,
+                            service=NAME,
                         ),
                     )
                     continue
@@ -85,9 +95,14 @@ def create_app(settings: DetectorSettings, common: CommonSettings) -> faust.App:
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         ready = status["assigned"] and not app.rebalancing
-        return web.json({"ready": ready, "service": NAME,
-                         "checks": {"kafka": status["assigned"], "rebalanced": not app.rebalancing}},
-                        status=200 if ready else 503)
+        return web.json(
+            {
+                "ready": ready,
+                "service": NAME,
+                "checks": {"kafka": status["assigned"], "rebalanced": not app.rebalancing},
+            },
+            status=200 if ready else 503,
+        )
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:

@@ -16,9 +16,18 @@ def main() -> None:
     setup_tracing(NAME)
     app = create_app(settings, common)
     level = {"DEBUG": "debug", "WARNING": "warn", "ERROR": "error"}.get(
-        common.log_level.upper(), "info")
-    sys.argv = [sys.argv[0], "worker", "-l", level, "--web-port", str(settings.port),
-                "--web-host", settings.host]
+        common.log_level.upper(), "info"
+    )
+    sys.argv = [
+        sys.argv[0],
+        "worker",
+        "-l",
+        level,
+        "--web-port",
+        str(settings.port),
+        "--web-host",
+        settings.host,
+    ]
     app.main()
 
 

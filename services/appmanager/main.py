@@ -18,8 +18,12 @@ NAME = "appmanager"
 
 def create_app(settings: AppmanagerSettings, common: CommonSettings) -> FastAPI:
     return create_member_app(
-        name=NAME, common=common, database_url=settings.database_url,
-        group_id=settings.group_id, topics=[t.BUILD_EVENTS, t.DEPLOY_EVENTS], handler=handlers.on_events,
+        name=NAME,
+        common=common,
+        database_url=settings.database_url,
+        group_id=settings.group_id,
+        topics=[t.BUILD_EVENTS, t.DEPLOY_EVENTS],
+        handler=handlers.on_events,
     )
 
 

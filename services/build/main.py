@@ -18,8 +18,12 @@ NAME = "build"
 
 def create_app(settings: BuildSettings, common: CommonSettings) -> FastAPI:
     return create_member_app(
-        name=NAME, common=common, database_url=settings.database_url,
-        group_id=settings.group_id, topics=[t.BUILD_COMMANDS], handler=handlers.on_events,
+        name=NAME,
+        common=common,
+        database_url=settings.database_url,
+        group_id=settings.group_id,
+        topics=[t.BUILD_COMMANDS],
+        handler=handlers.on_events,
     )
 
 

@@ -45,8 +45,13 @@ def build_router(*, settings: IngestSettings, es: AsyncElasticsearch, guard: Any
             raise HTTPException(422, "end is before start")
         try:
             series, truncated = await store.query_metrics(
-                es, prefix=settings.index_prefix, name=name, matchers=parse_matchers(match),
-                start_ms=start_ms, end_ms=end_ms, max_points=settings.max_query_points,
+                es,
+                prefix=settings.index_prefix,
+                name=name,
+                matchers=parse_matchers(match),
+                start_ms=start_ms,
+                end_ms=end_ms,
+                max_points=settings.max_query_points,
             )
         except store.StoreUnavailable as exc:
             raise HTTPException(503, f"elasticsearch unavailable: {exc}") from None

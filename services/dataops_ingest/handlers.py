@@ -21,10 +21,6 @@ from services.dataops_ingest import service, store
 SOURCE = "opsline/dataops-ingest"
 
 
-def _partition(series_id: str, partitions: int) -> int:
-    return int(series_id[:8], 16) % partitions
-
-
 async def on_raw_events(batch: Batch, *, partitions: int) -> None:
     """ingest.raw → metrics.points (grouped by series partition), logs.records, ops.events."""
     metrics = get_metrics()
@@ -49,12 +45,14 @@ async def on_raw_events(batch: Batch, *, partitions: int) -> None:
                 metrics.samples.labels("accepted").inc(len(out.samples))
                 groups: dict[int, list[Any]] = defaultdict(list)
                 for sample in out.samples:
-                    groups[_partition(sample.series_id, partitions)].append(sample)
+                    groups[sample.series.hash32 % partitions].append(sample)
                 for part, samples in groups.items():
                     await batch.publish(
                         t.METRICS_POINTS,
                         CloudEvent.create(
-                            type=t.METRIC_POINTS, source=SOURCE, subject=samples[0].name,
+                            type=t.METRIC_POINTS,
+                            source=SOURCE,
+                            subject=samples[0].name,
                             data=encode_batch(samples, source_event_id=event.id),
                             datacontenttype=PROTOBUF,
                             id=f"{event.id}:{part}",
@@ -65,9 +63,12 @@ async def on_raw_events(batch: Batch, *, partitions: int) -> None:
                 await batch.publish(
                     t.LOGS_RECORDS,
                     CloudEvent.create(
-                        type=t.LOG_RECORDS, source=SOURCE, subject=event.source,
+                        type=t.LOG_RECORDS,
+                        source=SOURCE,
+                        subject=event.source,
                         data=service.log_batch_bytes(out.logs, source_event_id=event.id),
-                        datacontenttype=PROTOBUF, id=event.id,
+                        datacontenttype=PROTOBUF,
+                        id=event.id,
                     ),
                     key=event.source,
                 )
@@ -75,9 +76,12 @@ async def on_raw_events(batch: Batch, *, partitions: int) -> None:
                 await batch.publish(
                     t.OPS_EVENTS,
                     CloudEvent.create(
-                        type=t.OPS_EVENT, source=SOURCE, subject=event.subject or event.source,
+                        type=t.OPS_EVENT,
+                        source=SOURCE,
+                        subject=event.subject or event.source,
                         data=MessageToDict(out.ops_event, preserving_proto_field_name=True),
-                        datacontenttype=JSON, id=event.id,
+                        datacontenttype=JSON,
+                        id=event.id,
                     ),
                     key=event.subject or event.source,
                 )
@@ -91,9 +95,17 @@ def to_documents(record: Record, *, prefix: str) -> list[tuple[str, str, dict[st
         mb = MetricBatch()
         mb.ParseFromString(value)
         return [
-            (store.index_for(prefix, "metrics", s.ts_ms), f"{s.series_id}:{s.ts_ms}",
-             {"series_id": s.series_id, "name": s.name, "labels": dict(s.labels),
-              "ts": s.ts_ms, "value": s.value})
+            (
+                store.index_for(prefix, "metrics", s.ts_ms),
+                f"{s.series_id}:{s.ts_ms}",
+                {
+                    "series_id": s.series_id,
+                    "name": s.name,
+                    "labels": dict(s.labels),
+                    "ts": s.ts_ms,
+                    "value": s.value,
+                },
+            )
             for s in mb.samples
         ]
     if record.event.type == t.LOG_RECORDS:
@@ -102,9 +114,19 @@ def to_documents(record: Record, *, prefix: str) -> list[tuple[str, str, dict[st
         docs = []
         for i, r in enumerate(lb.records):
             doc_id = hashlib.blake2b(f"{lb.source_event_id}:{i}".encode(), digest_size=12)
-            docs.append((store.index_for(prefix, "logs", r.ts_ms), doc_id.hexdigest(),
-                         {"ts": r.ts_ms, "level": r.level, "message": r.message,
-                          "labels": dict(r.labels), "source": r.source}))
+            docs.append(
+                (
+                    store.index_for(prefix, "logs", r.ts_ms),
+                    doc_id.hexdigest(),
+                    {
+                        "ts": r.ts_ms,
+                        "level": r.level,
+                        "message": r.message,
+                        "labels": dict(r.labels),
+                        "source": r.source,
+                    },
+                )
+            )
         return docs
     if record.event.type == t.OPS_EVENT:
         ev = record.event.json()

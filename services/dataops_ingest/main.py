@@ -34,8 +34,9 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
     workers: list[Worker] = []
 
     async def start_backbone(stop: asyncio.Event) -> None:
-        await t.wait_for_topics(common.kafka_bootstrap, t.ALL_TOPICS,
-                                partitions=common.topic_partitions, stop=stop)
+        await t.wait_for_topics(
+            common.kafka_bootstrap, t.ALL_TOPICS, partitions=common.topic_partitions, stop=stop
+        )
         while not stop.is_set():
             try:
                 await publisher.start()
@@ -46,21 +47,33 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
         state["kafka"] = True
         partitions = len(await publisher.partitions_for(t.METRICS_POINTS))
         if settings.run_normalizer:
-            workers.append(Worker(
-                name="normalizer", service=NAME, bootstrap=common.kafka_bootstrap,
-                group_id=settings.group_id, topics=[t.INGEST_RAW], publisher=publisher,
-                handler=functools.partial(handlers.on_raw_events, partitions=partitions),
-                max_records=settings.max_records,
-            ))
+            workers.append(
+                Worker(
+                    name="normalizer",
+                    service=NAME,
+                    bootstrap=common.kafka_bootstrap,
+                    group_id=settings.group_id,
+                    topics=[t.INGEST_RAW],
+                    publisher=publisher,
+                    handler=functools.partial(handlers.on_raw_events, partitions=partitions),
+                    max_records=settings.max_records,
+                )
+            )
         if settings.run_sink:
-            workers.append(Worker(
-                name="es-sink", service=NAME, bootstrap=common.kafka_bootstrap,
-                group_id=settings.sink_group_id,
-                topics=[t.METRICS_POINTS, t.LOGS_RECORDS, t.OPS_EVENTS], publisher=publisher,
-                handler=functools.partial(handlers.on_normalized, es=es,
-                                          prefix=settings.index_prefix),
-                max_records=settings.max_records,
-            ))
+            workers.append(
+                Worker(
+                    name="es-sink",
+                    service=NAME,
+                    bootstrap=common.kafka_bootstrap,
+                    group_id=settings.sink_group_id,
+                    topics=[t.METRICS_POINTS, t.LOGS_RECORDS, t.OPS_EVENTS],
+                    publisher=publisher,
+                    handler=functools.partial(
+                        handlers.on_normalized, es=es, prefix=settings.index_prefix
+                    ),
+                    max_records=settings.max_records,
+                )
+            )
         for worker in workers:
             runtime.spawn(worker.name, worker.run)
 
@@ -81,6 +94,15 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.spawn("backbone", start_backbone)
         runtime.spawn("templates", install_templates)
+        runtime.spawn(
+            "topics",
+            functools.partial(
+                t.guard_topics,
+                common.kafka_bootstrap,
+                t.ALL_TOPICS,
+                partitions=common.topic_partitions,
+            ),
+        )
         yield
         await runtime.shutdown()
         await publisher.stop()
@@ -91,8 +113,11 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
     runtime.check("elasticsearch", lambda: state["templates"])
     runtime.check("workers", lambda: bool(workers) and all(w.ready for w in workers))
     add_ops_routes(app, runtime)
-    app.include_router(api.build_router(settings=settings, es=es,
-                                        guard=internal_token_guard(common.internal_token)))
+    app.include_router(
+        api.build_router(
+            settings=settings, es=es, guard=internal_token_guard(common.internal_token)
+        )
+    )
     app.state.runtime = runtime
     app.state.workers = workers
     return app

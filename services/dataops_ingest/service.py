@@ -17,6 +17,7 @@ from libs.schemas.opsline.v1.ops_pb2 import OpsEvent
 from libs.telemetry.logs import parse_log_batch
 from libs.telemetry.samples import BatchError, parse_metric_batch
 
+
 class Unusable(ValueError):
     """Nothing in the event can be taken; the text says why."""
 
@@ -68,9 +69,14 @@ def to_ops_event(event: CloudEvent, *, now_ms: int | None = None) -> OpsEvent:
     ts = now_ms if now_ms is not None else int(time.time() * 1000)
     if event.time:
         ts = int(parse_rfc3339(event.time).timestamp() * 1000)
-    out = OpsEvent(id=event.id, source=event.source, type=event.type,
-                   subject=event.subject or "", ts_ms=ts,
-                   data_content_type=event.datacontenttype or "")
+    out = OpsEvent(
+        id=event.id,
+        source=event.source,
+        type=event.type,
+        subject=event.subject or "",
+        ts_ms=ts,
+        data_content_type=event.datacontenttype or "",
+    )
     if event.data:
         if event.is_json():
             try:
@@ -91,4 +97,3 @@ def to_ops_event(event: CloudEvent, *, now_ms: int | None = None) -> OpsEvent:
 
 def log_batch_bytes(records: list[LogRecord], *, source_event_id: str) -> bytes:
     return LogBatch(records=records, source_event_id=source_event_id).SerializeToString()
-

@@ -46,6 +46,11 @@ TEMPLATES: dict[str, dict[str, Any]] = {
 }
 
 
+# Documents per bulk request: large enough to amortize the round trip, small enough that
+# one request never nears the store's request size limit.
+BULK_CHUNK_DOCS = 5000
+
+
 class StoreUnavailable(Exception):
     """Elasticsearch did not answer, or asked us to back off."""
 
@@ -61,21 +66,32 @@ async def install_templates(es: AsyncElasticsearch, prefix: str) -> None:
         await es.indices.put_index_template(
             name=f"{prefix}-{kind}",
             index_patterns=[f"{prefix}-{kind}-*"],
-            template={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
-                      "mappings": mappings},
+            template={
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": mappings,
+            },
             priority=100,
         )
 
 
-async def bulk_index(es: AsyncElasticsearch, actions: list[tuple[str, str, dict[str, Any]]]
-                     ) -> list[tuple[int, str]]:
+async def bulk_index(
+    es: AsyncElasticsearch, actions: list[tuple[str, str, dict[str, Any]]]
+) -> list[tuple[int, str]]:
     """Index (index, id, doc) triples; returns (position, reason) of the items refused.
 
     Raises StoreUnavailable when the store is down or overloaded (429), so the caller
     keeps the records and tries again.
     """
-    if not actions:
-        return []
+    refused: list[tuple[int, str]] = []
+    for offset in range(0, len(actions), BULK_CHUNK_DOCS):
+        chunk = actions[offset : offset + BULK_CHUNK_DOCS]
+        refused += [(offset + pos, reason) for pos, reason in await _bulk(es, chunk)]
+    return refused
+
+
+async def _bulk(
+    es: AsyncElasticsearch, actions: list[tuple[str, str, dict[str, Any]]]
+) -> list[tuple[int, str]]:
     operations: list[dict[str, Any]] = []
     for index, doc_id, doc in actions:
         operations.append({"index": {"_index": index, "_id": doc_id}})
@@ -104,8 +120,14 @@ async def bulk_index(es: AsyncElasticsearch, actions: list[tuple[str, str, dict[
 
 
 async def query_metrics(
-    es: AsyncElasticsearch, *, prefix: str, name: str, matchers: dict[str, str],
-    start_ms: int, end_ms: int, max_points: int,
+    es: AsyncElasticsearch,
+    *,
+    prefix: str,
+    name: str,
+    matchers: dict[str, str],
+    start_ms: int,
+    end_ms: int,
+    max_points: int,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Samples of `name` matching all label matchers in [start, end], grouped by series."""
     filters: list[dict[str, Any]] = [
@@ -156,6 +178,8 @@ async def query_metrics(
 
 def _iso(ts: Any) -> str:
     ms = int(ts)
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )

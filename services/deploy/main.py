@@ -18,8 +18,12 @@ NAME = "deploy"
 
 def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
     return create_member_app(
-        name=NAME, common=common, database_url=settings.database_url,
-        group_id=settings.group_id, topics=[t.DEPLOY_COMMANDS], handler=handlers.on_events,
+        name=NAME,
+        common=common,
+        database_url=settings.database_url,
+        group_id=settings.group_id,
+        topics=[t.DEPLOY_COMMANDS],
+        handler=handlers.on_events,
     )
 
 

@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 
 from libs.events import topics as t
 from libs.events.envelope import (
-    CloudEvent,
     EnvelopeError,
     from_binary_http,
     from_structured,
@@ -106,8 +105,14 @@ async def post_events(request: Request, caller: CurrentCaller) -> JSONResponse:
             rejected.append({"index": index, "id": item.id, "reason": "; ".join(checked.errors)})
             continue
         if checked.errors:
-            rejected.append({"index": index, "id": item.id, "partial": True,
-                             "reason": "; ".join(checked.errors[:100])})
+            rejected.append(
+                {
+                    "index": index,
+                    "id": item.id,
+                    "partial": True,
+                    "reason": "; ".join(checked.errors[:100]),
+                }
+            )
         futures.append(await publisher.send(t.INGEST_RAW, checked.event, key=item.source))
         accepted.append(item.id)
     if futures:
@@ -118,8 +123,10 @@ async def post_events(request: Request, caller: CurrentCaller) -> JSONResponse:
     metrics = get_metrics()
     metrics.consumed.labels("http:/v1/events", "accepted").inc(len(accepted))
     if not accepted:
-        return JSONResponse({"detail": "no event accepted", "accepted": [], "rejected": rejected},
-                            status_code=400 if content_type == BATCH else 422)
+        return JSONResponse(
+            {"detail": "no event accepted", "accepted": [], "rejected": rejected},
+            status_code=400 if content_type == BATCH else 422,
+        )
     return JSONResponse({"accepted": accepted, "rejected": rejected}, status_code=202)
 
 
@@ -139,8 +146,11 @@ async def metrics_query(
     params: list[tuple[str, str]] = [("name", name), ("start", start), ("end", end)]
     params += [("match", m) for m in match]
     try:
-        response = await client.get(f"{url}/internal/v1/metrics/query", params=params,
-                                    headers=request.app.state.internal_headers)
+        response = await client.get(
+            f"{url}/internal/v1/metrics/query",
+            params=params,
+            headers=request.app.state.internal_headers,
+        )
     except httpx.HTTPError as exc:
         raise HTTPException(503, f"dataops-ingest unreachable: {exc}") from None
     if response.status_code >= 500:

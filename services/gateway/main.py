@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,8 +65,9 @@ def create_app(
         state["database"] = True
 
     async def start_kafka(stop: asyncio.Event) -> None:
-        await t.wait_for_topics(common.kafka_bootstrap, t.ALL_TOPICS,
-                                partitions=common.topic_partitions, stop=stop)
+        await t.wait_for_topics(
+            common.kafka_bootstrap, t.ALL_TOPICS, partitions=common.topic_partitions, stop=stop
+        )
         while not stop.is_set():
             try:
                 await publisher.start()
@@ -94,6 +96,15 @@ def create_app(
         runtime.spawn("database", start_database)
         runtime.spawn("kafka", start_kafka)
         runtime.spawn("peers", watch_peers)
+        runtime.spawn(
+            "topics",
+            functools.partial(
+                t.guard_topics,
+                common.kafka_bootstrap,
+                t.ALL_TOPICS,
+                partitions=common.topic_partitions,
+            ),
+        )
         yield
         await runtime.shutdown()
         await publisher.stop()
@@ -119,7 +130,8 @@ def create_app(
     app.state.token_cache = {}
     app.state.internal_headers = (
         {"Authorization": f"Bearer {common.internal_token.get_secret_value()}"}
-        if common.internal_token else {}
+        if common.internal_token
+        else {}
     )
 
     return app

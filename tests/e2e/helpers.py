@@ -25,10 +25,22 @@ def auth(stack: RunningStack) -> dict[str, str]:
     return {"Authorization": f"Bearer {stack.admin_token}"}
 
 
-def kcat_produce(stack: RunningStack, payload: bytes, headers: dict[str, str],
-                 topic: str = "ingest.raw", key: str | None = None) -> None:
+def kcat_produce(
+    stack: RunningStack,
+    payload: bytes,
+    headers: dict[str, str],
+    topic: str = "ingest.raw",
+    key: str | None = None,
+) -> None:
     """Publish one record with kcat, the way an external tool would."""
-    cmd = [str(Path(sys.executable).parent / "kcat"), "-P", "-b", stack.stack.bootstrap, "-t", topic]
+    cmd = [
+        str(Path(sys.executable).parent / "kcat"),
+        "-P",
+        "-b",
+        stack.stack.bootstrap,
+        "-t",
+        topic,
+    ]
     if key:
         cmd += ["-k", key]
     for name, value in headers.items():
@@ -37,14 +49,18 @@ def kcat_produce(stack: RunningStack, payload: bytes, headers: dict[str, str],
 
 
 async def query_until(
-    client: httpx.AsyncClient, stack: RunningStack, params: list[tuple[str, str]],
-    done: Callable[[list[dict[str, Any]]], bool], timeout: float = 40.0,
+    client: httpx.AsyncClient,
+    stack: RunningStack,
+    params: list[tuple[str, str]],
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 40.0,
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     series: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        response = await client.get(f"{stack.stack.gateway_url}/v1/metrics/query",
-                                    params=params, headers=auth(stack))
+        response = await client.get(
+            f"{stack.stack.gateway_url}/v1/metrics/query", params=params, headers=auth(stack)
+        )
         assert response.status_code == 200, response.text
         series = response.json()["series"]
         if done(series):
@@ -53,15 +69,16 @@ async def query_until(
     raise AssertionError(f"query {params} never satisfied; last answer {series}")
 
 
-async def find_deadletter(stack: RunningStack, match: Callable[[dict[str, bytes]], bool],
-                          timeout: float = 30.0) -> tuple[bytes | None, dict[str, bytes]]:
+async def find_deadletter(
+    stack: RunningStack, match: Callable[[dict[str, bytes]], bool], timeout: float = 30.0
+) -> tuple[bytes | None, dict[str, bytes]]:
     """The first dead-letter record whose headers satisfy `match` (read from the start)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.stack.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic("deadletter") or set()
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
             parts = consumer.partitions_for_topic("deadletter") or set()
         tps = [TopicPartition("deadletter", p) for p in parts]
         consumer.assign(tps)

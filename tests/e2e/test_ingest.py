@@ -24,8 +24,14 @@ def _now(offset_s: int = 0) -> str:
 
 
 def _event(data: object, *, type: str = "io.opsline.metric.batch", **attrs: str) -> dict:
-    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "tests/e2e",
-            "type": type, "data": data, **attrs}
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "tests/e2e",
+        "type": type,
+        "data": data,
+        **attrs,
+    }
 
 
 @pytest.fixture
@@ -37,18 +43,37 @@ async def client():
 async def test_kcat_publishes_samples_that_the_gateway_returns(stack: RunningStack, client) -> None:
     name = unique("kcat_cpu")
     ts = int(datetime.now(UTC).timestamp() * 1000)
-    payload = orjson.dumps({"samples": [
-        {"name": name, "labels": {"app": "shop", "pod": "a"}, "value": 0.5, "ts": ts},
-        {"name": name, "labels": {"app": "shop", "pod": "a"}, "value": 0.75, "ts": ts + 1000},
-        {"name": name, "labels": {"app": "shop", "pod": "b"}, "value": 2, "ts": _now()},
-        {"name": name, "labels": {"app": "cart"}, "value": 9, "ts": ts},
-    ]})
-    kcat_produce(stack, payload, {
-        "ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "kcat",
-        "ce_type": "io.opsline.metric.batch", "content-type": "application/json",
-    }, key="kcat")
+    payload = orjson.dumps(
+        {
+            "samples": [
+                {"name": name, "labels": {"app": "shop", "pod": "a"}, "value": 0.5, "ts": ts},
+                {
+                    "name": name,
+                    "labels": {"app": "shop", "pod": "a"},
+                    "value": 0.75,
+                    "ts": ts + 1000,
+                },
+                {"name": name, "labels": {"app": "shop", "pod": "b"}, "value": 2, "ts": _now()},
+                {"name": name, "labels": {"app": "cart"}, "value": 9, "ts": ts},
+            ]
+        }
+    )
+    kcat_produce(
+        stack,
+        payload,
+        {
+            "ce_specversion": "1.0",
+            "ce_id": str(uuid.uuid4()),
+            "ce_source": "kcat",
+            "ce_type": "io.opsline.metric.batch",
+            "content-type": "application/json",
+        },
+        key="kcat",
+    )
     series = await query_until(
-        client, stack, [("name", name), ("match", "app=shop"), *WINDOW],
+        client,
+        stack,
+        [("name", name), ("match", "app=shop"), *WINDOW],
         lambda s: sum(len(x["points"]) for x in s) == 3,
     )
     assert {x["labels"]["pod"] for x in series} == {"a", "b"}
@@ -56,7 +81,9 @@ async def test_kcat_publishes_samples_that_the_gateway_returns(stack: RunningSta
     assert [p[1] for p in pod_a["points"]] == [0.5, 0.75]
     assert pod_a["points"][0][0].endswith("Z")
     only_b = await query_until(
-        client, stack, [("name", name), ("match", "app=shop"), ("match", "pod=b"), *WINDOW],
+        client,
+        stack,
+        [("name", name), ("match", "app=shop"), ("match", "pod=b"), *WINDOW],
         lambda s: len(s) == 1,
     )
     assert only_b[0]["points"][0][1] == 2.0
@@ -69,26 +96,46 @@ async def test_http_modes_publish_samples(stack: RunningStack, client, mode: str
     url = f"{stack.stack.gateway_url}/v1/events"
     if mode == "structured":
         event = _event(data)
-        response = await client.post(url, content=orjson.dumps(event),
-                                     headers={**auth(stack), "content-type": STRUCTURED})
+        response = await client.post(
+            url, content=orjson.dumps(event), headers={**auth(stack), "content-type": STRUCTURED}
+        )
         ids = [event["id"]]
     elif mode == "batch":
-        events = [_event(data), _event({"samples": [
-            {"name": name, "labels": {"app": "shop"}, "value": 2.5, "ts": _now(-5)}]})]
-        response = await client.post(url, content=orjson.dumps(events),
-                                     headers={**auth(stack), "content-type": BATCH})
+        events = [
+            _event(data),
+            _event(
+                {
+                    "samples": [
+                        {"name": name, "labels": {"app": "shop"}, "value": 2.5, "ts": _now(-5)}
+                    ]
+                }
+            ),
+        ]
+        response = await client.post(
+            url, content=orjson.dumps(events), headers={**auth(stack), "content-type": BATCH}
+        )
         ids = [e["id"] for e in events]
     else:
         event_id = str(uuid.uuid4())
-        response = await client.post(url, content=orjson.dumps(data), headers={
-            **auth(stack), "content-type": "application/json", "ce-specversion": "1.0",
-            "ce-id": event_id, "ce-source": "curl", "ce-type": "io.opsline.metric.batch"})
+        response = await client.post(
+            url,
+            content=orjson.dumps(data),
+            headers={
+                **auth(stack),
+                "content-type": "application/json",
+                "ce-specversion": "1.0",
+                "ce-id": event_id,
+                "ce-source": "curl",
+                "ce-type": "io.opsline.metric.batch",
+            },
+        )
         ids = [event_id]
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": ids, "rejected": []}
     expected = 2 if mode == "batch" else 1
-    series = await query_until(client, stack, [("name", name), *WINDOW],
-                               lambda s: s and len(s[0]["points"]) == expected)
+    series = await query_until(
+        client, stack, [("name", name), *WINDOW], lambda s: s and len(s[0]["points"]) == expected
+    )
     assert series[0]["labels"] == {"app": "shop"}
 
 
@@ -96,16 +143,22 @@ async def test_bad_samples_are_refused_and_good_ones_of_the_batch_kept(
     stack: RunningStack, client
 ) -> None:
     name = unique("partial")
-    event = _event({"samples": [
-        {"name": name, "labels": {"app": "shop"}, "value": 1, "ts": _now()},
-        {"labels": {"app": "shop"}, "value": 2},
-        {"name": name, "value": "high"},
-        {"name": name, "value": 3, "ts": _now(3600)},
-        {"name": name, "labels": {"app": "shop"}, "value": 4, "ts": _now(-1)},
-    ]})
-    response = await client.post(f"{stack.stack.gateway_url}/v1/events",
-                                 content=orjson.dumps(event),
-                                 headers={**auth(stack), "content-type": STRUCTURED})
+    event = _event(
+        {
+            "samples": [
+                {"name": name, "labels": {"app": "shop"}, "value": 1, "ts": _now()},
+                {"labels": {"app": "shop"}, "value": 2},
+                {"name": name, "value": "high"},
+                {"name": name, "value": 3, "ts": _now(3600)},
+                {"name": name, "labels": {"app": "shop"}, "value": 4, "ts": _now(-1)},
+            ]
+        }
+    )
+    response = await client.post(
+        f"{stack.stack.gateway_url}/v1/events",
+        content=orjson.dumps(event),
+        headers={**auth(stack), "content-type": STRUCTURED},
+    )
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["accepted"] == [event["id"]]
@@ -114,8 +167,9 @@ async def test_bad_samples_are_refused_and_good_ones_of_the_batch_kept(
     assert "samples[1].name: missing" in rejected["reason"]
     assert "samples[2].value: not a number" in rejected["reason"]
     assert "samples[3].ts: more than 10 minutes in the future" in rejected["reason"]
-    series = await query_until(client, stack, [("name", name), *WINDOW],
-                               lambda s: s and len(s[0]["points"]) == 2)
+    series = await query_until(
+        client, stack, [("name", name), *WINDOW], lambda s: s and len(s[0]["points"]) == 2
+    )
     assert sorted(p[1] for p in series[0]["points"]) == [1.0, 4.0]
 
 
@@ -123,17 +177,39 @@ async def test_bad_samples_are_refused_and_good_ones_of_the_batch_kept(
     ("body", "content_type", "status", "reason"),
     [
         (b'{"specversion": "1.0", "id": ', STRUCTURED, 400, "malformed JSON"),
-        (orjson.dumps({"specversion": "1.0", "source": "x", "type": "t"}), STRUCTURED, 400,
-         "missing required CloudEvents attribute 'id'"),
-        (orjson.dumps({"specversion": "0.3", "id": "1", "source": "x", "type": "t"}),
-         STRUCTURED, 400, "unsupported specversion"),
-        (orjson.dumps({"specversion": "1.0", "id": "1", "source": "x", "type": "t",
-                       "Bad-Name": "v"}), STRUCTURED, 400, "invalid attribute name"),
-        (orjson.dumps(_event({"samples": []}, type="io.opsline.metric.bogus")), STRUCTURED, 422,
-         "io.opsline.* namespace is reserved"),
+        (
+            orjson.dumps({"specversion": "1.0", "source": "x", "type": "t"}),
+            STRUCTURED,
+            400,
+            "missing required CloudEvents attribute 'id'",
+        ),
+        (
+            orjson.dumps({"specversion": "0.3", "id": "1", "source": "x", "type": "t"}),
+            STRUCTURED,
+            400,
+            "unsupported specversion",
+        ),
+        (
+            orjson.dumps(
+                {"specversion": "1.0", "id": "1", "source": "x", "type": "t", "Bad-Name": "v"}
+            ),
+            STRUCTURED,
+            400,
+            "invalid attribute name",
+        ),
+        (
+            orjson.dumps(_event({"samples": []}, type="io.opsline.metric.bogus")),
+            STRUCTURED,
+            422,
+            "io.opsline.* namespace is reserved",
+        ),
         (orjson.dumps(_event({"samples": [{"value": 1}]})), STRUCTURED, 422, "name: missing"),
-        (orjson.dumps(_event({"samples": [{"name": "x", "value": None}]})), STRUCTURED, 422,
-         "value: missing"),
+        (
+            orjson.dumps(_event({"samples": [{"name": "x", "value": None}]})),
+            STRUCTURED,
+            422,
+            "value: missing",
+        ),
         (orjson.dumps(_event({"rows": []})), STRUCTURED, 422, "data.samples: missing"),
         (orjson.dumps({"not": "a list"}), BATCH, 400, "must be a JSON array"),
         (b"plain text", "text/plain", 415, "send application/cloudevents+json"),
@@ -142,8 +218,11 @@ async def test_bad_samples_are_refused_and_good_ones_of_the_batch_kept(
 async def test_bad_http_input_gets_a_clear_4xx(
     stack: RunningStack, client, body: bytes, content_type: str, status: int, reason: str
 ) -> None:
-    response = await client.post(f"{stack.stack.gateway_url}/v1/events", content=body,
-                                 headers={**auth(stack), "content-type": content_type})
+    response = await client.post(
+        f"{stack.stack.gateway_url}/v1/events",
+        content=body,
+        headers={**auth(stack), "content-type": content_type},
+    )
     assert response.status_code == status, response.text
     assert reason in response.text
 
@@ -152,9 +231,11 @@ async def test_batch_with_one_bad_event_keeps_the_others(stack: RunningStack, cl
     name = unique("batchmix")
     good = _event({"samples": [{"name": name, "value": 7, "ts": _now()}]})
     bad = {"specversion": "1.0", "source": "x", "type": "io.opsline.metric.batch"}
-    response = await client.post(f"{stack.stack.gateway_url}/v1/events",
-                                 content=orjson.dumps([bad, good]),
-                                 headers={**auth(stack), "content-type": BATCH})
+    response = await client.post(
+        f"{stack.stack.gateway_url}/v1/events",
+        content=orjson.dumps([bad, good]),
+        headers={**auth(stack), "content-type": BATCH},
+    )
     assert response.status_code == 202
     body = response.json()
     assert body["accepted"] == [good["id"]]
@@ -165,8 +246,11 @@ async def test_batch_with_one_bad_event_keeps_the_others(stack: RunningStack, cl
 
 async def test_oversized_body_is_refused(stack: RunningStack, client) -> None:
     huge = b"[" + b" " * (5 * 1024 * 1024 + 10) + b"]"
-    response = await client.post(f"{stack.stack.gateway_url}/v1/events", content=huge,
-                                 headers={**auth(stack), "content-type": BATCH})
+    response = await client.post(
+        f"{stack.stack.gateway_url}/v1/events",
+        content=huge,
+        headers={**auth(stack), "content-type": BATCH},
+    )
     assert response.status_code == 413
     assert "larger than" in response.json()["detail"]
 
@@ -176,22 +260,30 @@ async def test_token_is_required(stack: RunningStack, client, header: str | None
     headers = {"content-type": STRUCTURED}
     if header is not None:
         headers["Authorization"] = header
-    response = await client.post(f"{stack.stack.gateway_url}/v1/events",
-                                 content=orjson.dumps(_event({"samples": []})), headers=headers)
+    response = await client.post(
+        f"{stack.stack.gateway_url}/v1/events",
+        content=orjson.dumps(_event({"samples": []})),
+        headers=headers,
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    query = await client.get(f"{stack.stack.gateway_url}/v1/metrics/query",
-                             params={"name": "x", "start": "0", "end": "1"}, headers=headers)
+    query = await client.get(
+        f"{stack.stack.gateway_url}/v1/metrics/query",
+        params={"name": "x", "start": "0", "end": "1"},
+        headers=headers,
+    )
     assert query.status_code == 401
 
 
 async def test_query_input_is_validated(stack: RunningStack, client) -> None:
     url = f"{stack.stack.gateway_url}/v1/metrics/query"
-    bad_time = await client.get(url, params={"name": "x", "start": "yesterday", "end": _now()},
-                                headers=auth(stack))
+    bad_time = await client.get(
+        url, params={"name": "x", "start": "yesterday", "end": _now()}, headers=auth(stack)
+    )
     assert bad_time.status_code == 422 and "not an RFC 3339 timestamp" in bad_time.text
-    bad_match = await client.get(url, params={"name": "x", "start": "0", "end": _now(),
-                                              "match": "app"}, headers=auth(stack))
+    bad_match = await client.get(
+        url, params={"name": "x", "start": "0", "end": _now(), "match": "app"}, headers=auth(stack)
+    )
     assert bad_match.status_code == 422 and "expected LABEL=VALUE" in bad_match.text
     missing = await client.get(url, params={"name": "x"}, headers=auth(stack))
     assert missing.status_code == 422
@@ -199,11 +291,13 @@ async def test_query_input_is_validated(stack: RunningStack, client) -> None:
 
 KAFKA_BAD = [
     ("not-json", b"{not json", {"content-type": "application/json"}, "data is not valid JSON"),
-    ("no-samples", b'{"rows": []}', {"content-type": "application/json"},
-     "data.samples: missing"),
-    ("bad-values", orjson.dumps({"samples": [{"name": "k", "value": "NaN?"},
-                                             {"value": 1}]}),
-     {"content-type": "application/json"}, "no valid sample"),
+    ("no-samples", b'{"rows": []}', {"content-type": "application/json"}, "data.samples: missing"),
+    (
+        "bad-values",
+        orjson.dumps({"samples": [{"name": "k", "value": "NaN?"}, {"value": 1}]}),
+        {"content-type": "application/json"},
+        "no valid sample",
+    ),
     ("reserved", b"{}", {"content-type": "application/json"}, "namespace is reserved"),
 ]
 
@@ -213,22 +307,37 @@ async def test_bad_kafka_input_is_dead_lettered_untouched(
     stack: RunningStack, client, case: str, payload: bytes, extra: dict, reason: str
 ) -> None:
     event_id = f"bad-{case}-{uuid.uuid4()}"
-    kcat_produce(stack, payload, {
-        "ce_specversion": "1.0", "ce_id": event_id, "ce_source": "kcat",
-        "ce_type": "io.opsline.metric.reserved" if case == "reserved" else
-        "io.opsline.metric.batch", **extra,
-    })
-    value, headers = await find_deadletter(
-        stack, lambda h: h.get("ce_id") == event_id.encode())
+    kcat_produce(
+        stack,
+        payload,
+        {
+            "ce_specversion": "1.0",
+            "ce_id": event_id,
+            "ce_source": "kcat",
+            "ce_type": "io.opsline.metric.reserved"
+            if case == "reserved"
+            else "io.opsline.metric.batch",
+            **extra,
+        },
+    )
+    value, headers = await find_deadletter(stack, lambda h: h.get("ce_id") == event_id.encode())
     assert value == payload
     assert reason in headers["dl_reason"].decode()
     assert headers["dl_topic"] == b"ingest.raw"
     assert headers["dl_service"] == b"dataops-ingest"
     # the worker is still there: the next good event lands
     name = unique("after_bad")
-    kcat_produce(stack, orjson.dumps({"samples": [{"name": name, "value": 1, "ts": _now()}]}), {
-        "ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "kcat",
-        "ce_type": "io.opsline.metric.batch", "content-type": "application/json"})
+    kcat_produce(
+        stack,
+        orjson.dumps({"samples": [{"name": name, "value": 1, "ts": _now()}]}),
+        {
+            "ce_specversion": "1.0",
+            "ce_id": str(uuid.uuid4()),
+            "ce_source": "kcat",
+            "ce_type": "io.opsline.metric.batch",
+            "content-type": "application/json",
+        },
+    )
     await query_until(client, stack, [("name", name), *WINDOW], lambda s: len(s) == 1)
 
 
@@ -245,12 +354,25 @@ async def test_partial_kafka_batch_keeps_good_samples_and_dead_letters_the_rest(
 ) -> None:
     name = unique("kpartial")
     event_id = str(uuid.uuid4())
-    payload = orjson.dumps({"samples": [
-        {"name": name, "value": 1, "ts": _now()}, {"name": name, "value": True},
-    ]})
-    kcat_produce(stack, payload, {
-        "ce_specversion": "1.0", "ce_id": event_id, "ce_source": "kcat",
-        "ce_type": "io.opsline.metric.batch", "content-type": "application/json"})
+    payload = orjson.dumps(
+        {
+            "samples": [
+                {"name": name, "value": 1, "ts": _now()},
+                {"name": name, "value": True},
+            ]
+        }
+    )
+    kcat_produce(
+        stack,
+        payload,
+        {
+            "ce_specversion": "1.0",
+            "ce_id": event_id,
+            "ce_source": "kcat",
+            "ce_type": "io.opsline.metric.batch",
+            "content-type": "application/json",
+        },
+    )
     value, headers = await find_deadletter(stack, lambda h: h.get("ce_id") == event_id.encode())
     assert value == payload and headers["dl_partial"] == b"true"
     assert b"samples[1].value: not a number (bool)" in headers["dl_reason"]
@@ -260,11 +382,14 @@ async def test_partial_kafka_batch_keeps_good_samples_and_dead_letters_the_rest(
 async def test_other_event_types_become_ops_events(stack: RunningStack, client) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    event = _event({"pipeline": "release", "status": "ok"}, type="com.example.ci.finished",
-                   subject="shop")
-    response = await client.post(f"{stack.stack.gateway_url}/v1/events",
-                                 content=orjson.dumps(event),
-                                 headers={**auth(stack), "content-type": STRUCTURED})
+    event = _event(
+        {"pipeline": "release", "status": "ok"}, type="com.example.ci.finished", subject="shop"
+    )
+    response = await client.post(
+        f"{stack.stack.gateway_url}/v1/events",
+        content=orjson.dumps(event),
+        headers={**auth(stack), "content-type": STRUCTURED},
+    )
     assert response.status_code == 202
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.stack.bootstrap)
     await consumer.start()
@@ -287,4 +412,3 @@ async def test_other_event_types_become_ops_events(stack: RunningStack, client) 
         assert dict(found.headers)["ce_type"] == b"io.opsline.ops.event"
     finally:
         await consumer.stop()
-

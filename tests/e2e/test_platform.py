@@ -13,7 +13,6 @@ import httpx
 import orjson
 import pytest
 
-
 from libs.devstack.stack import SERVICES
 from libs.testing.stack import RunningStack
 from tests.e2e.helpers import auth, query_until, unique
@@ -48,18 +47,24 @@ async def test_every_service_has_health_readiness_and_metrics(
         assert "# TYPE opsline_consumer_lag gauge" in metrics.text
 
 
-@pytest.mark.parametrize(("topic", "service"), [
-    ("build.commands", "build"), ("deploy.commands", "deploy"),
-    ("build.events", "appmanager"), ("deploy.events", "appmanager"),
-])
+@pytest.mark.parametrize(
+    ("topic", "service"),
+    [
+        ("build.commands", "build"),
+        ("deploy.commands", "deploy"),
+        ("build.events", "appmanager"),
+        ("deploy.events", "appmanager"),
+    ],
+)
 async def test_each_service_takes_its_topics_once_per_event_id(
     stack: RunningStack, topic: str, service: str
 ) -> None:
     from libs.events.envelope import CloudEvent
     from libs.events.publisher import Publisher
 
-    event = CloudEvent.create(type="io.opsline.test.ping", source="tests", data={"n": 1},
-                              subject=unique("subject"))
+    event = CloudEvent.create(
+        type="io.opsline.test.ping", source="tests", data={"n": 1}, subject=unique("subject")
+    )
     publisher = Publisher(stack.stack.bootstrap, client_id="tests")
     await publisher.start()
     try:
@@ -80,19 +85,32 @@ async def test_one_trace_follows_an_event_from_gateway_to_last_consumer(
 ) -> None:
     sink, _ = span_sink
     name = unique("traced")
-    event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "tests", "type":
-             "io.opsline.metric.batch", "data": {"samples": [
-                 {"name": name, "value": 1, "ts": datetime.now(UTC).isoformat()}]}}
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "tests",
+        "type": "io.opsline.metric.batch",
+        "data": {"samples": [{"name": name, "value": 1, "ts": datetime.now(UTC).isoformat()}]},
+    }
     trace_id = uuid.uuid4().hex
     traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(
-            f"{stack.stack.gateway_url}/v1/events", content=orjson.dumps(event),
-            headers={**auth(stack), "content-type": "application/cloudevents+json",
-                     "traceparent": traceparent})
+            f"{stack.stack.gateway_url}/v1/events",
+            content=orjson.dumps(event),
+            headers={
+                **auth(stack),
+                "content-type": "application/cloudevents+json",
+                "traceparent": traceparent,
+            },
+        )
         assert response.status_code == 202
-        await query_until(client, stack, [("name", name), ("start", "0"),
-                                          ("end", "2100-01-01T00:00:00Z")], lambda s: len(s) == 1)
+        await query_until(
+            client,
+            stack,
+            [("name", name), ("start", "0"), ("end", "2100-01-01T00:00:00Z")],
+            lambda s: len(s) == 1,
+        )
     deadline = time.monotonic() + 30
     services: set[str] = set()
     while time.monotonic() < deadline:
