@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import select
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def metric_events(n_events: int, *, start_ms: int) -> list[tuple[bytes | None, b
         event = CloudEvent.create(
             type=t.METRIC_BATCH, source=f"bench/{e % 8}", data={"samples": samples}
         )
-        key, value, headers = to_kafka(event)
+        _, value, headers = to_kafka(event)
         out.append((f"bench/{e % 8}".encode(), value, headers))
     return out
 
@@ -83,6 +84,30 @@ async def produce(
 
 async def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
     await t.ensure_topics(bootstrap, [topic], partitions=partitions)
+
+
+def _wait_for_stable_group(
+    procs: list[subprocess.Popen[str]], *, partitions: int, timeout: float = 120.0
+) -> None:
+    """Wait until the workers own every partition between them and stop changing."""
+    owned = [-1] * len(procs)
+    deadline = time.monotonic() + timeout
+    stable_since = None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([p.stdout for p in procs], [], [], 0.2)
+        for stream in ready:
+            i = next(k for k, p in enumerate(procs) if p.stdout is stream)
+            line = stream.readline()
+            if not line:
+                raise RuntimeError(f"worker {i} exited before joining")
+            if line.startswith("ASSIGNED "):
+                owned[i] = int(line.split()[1])
+                stable_since = None
+        if all(n > 0 for n in owned) and sum(owned) == partitions:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since > 3:
+                return
+    raise TimeoutError(f"the group did not settle: {owned}")
 
 
 def run_processes(
@@ -114,12 +139,7 @@ def run_processes(
         )
         for _ in range(workers)
     ]
-    for proc in procs:  # each prints JOINED once it has an assignment
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("JOINED"):
-            raise RuntimeError(f"{mode} worker failed to join: {line!r}")
-    time.sleep(8 if workers > 1 else 1)  # let a second member's rebalance finish
+    _wait_for_stable_group(procs, partitions=4)
     asyncio.run(produce(infra.bootstrap, topic, records))
     results = []
     for proc in procs:
@@ -258,8 +278,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         try:
             asyncio.run(t.ensure_topics(infra.bootstrap, t.ALL_TOPICS, partitions=4))
             for workers in (1, 2):
-                base = run_processes("passthrough", workers, infra, records, samples)
-                norm = run_processes("normalize", workers, infra, records, samples)
+                # best of two runs each: a Tansu group hiccup should not decide the ratio
+                base = max(
+                    (
+                        run_processes("passthrough", workers, infra, records, samples)
+                        for _ in range(2)
+                    ),
+                    key=lambda r: r["samples_per_s"],
+                )
+                norm = max(
+                    (
+                        run_processes("normalize", workers, infra, records, samples)
+                        for _ in range(2)
+                    ),
+                    key=lambda r: r["samples_per_s"],
+                )
                 results[f"normalize_{workers}"] = {"baseline": base, "normalizer": norm}
                 print(
                     f"  normalize x{workers}: {norm['samples_per_s']:,.0f} samples/s, "

@@ -1,7 +1,7 @@
 """One benchmark worker process: the real normalizer, or a bare aiokafka passthrough.
 
-Prints `JOINED n` whenever its assignment changes, then `RESULT {json}` after it has
-been idle for --idle seconds once it has seen data.
+Prints `ASSIGNED n` whenever the number of partitions it owns changes, then
+`RESULT {json}` after it has been idle for --idle seconds once it has seen data.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from libs.events import topics as t
 from libs.events.publisher import Publisher
@@ -52,7 +53,7 @@ async def run_normalizer(args: argparse.Namespace) -> dict:
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
-    await _report_joined(worker.joined)
+    watcher = asyncio.create_task(_watch_assignment(worker.assignment))
     processed = 0
     idle_since = time.time()
     while True:
@@ -63,23 +64,21 @@ async def run_normalizer(args: argparse.Namespace) -> dict:
             idle_since = stats.last
         elif stats.first is not None and time.time() - max(idle_since, stats.first) > args.idle:
             break
+    watcher.cancel()
     stop.set()
     await task
     await publisher.stop()
     return {"records": processed, "first": stats.first, "last": stats.last}
 
 
-async def _report_joined(joined: asyncio.Event) -> None:
-    await joined.wait()
-    print("JOINED", flush=True)
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    async def on_partitions_revoked(self, revoked: object) -> None:
-        pass
-
-    async def on_partitions_assigned(self, assigned: object) -> None:
-        print("JOINED", flush=True)
+async def _watch_assignment(current: Callable[[], set[object]]) -> None:
+    last = -1
+    while True:
+        n = len(current())
+        if n != last:
+            print(f"ASSIGNED {n}", flush=True)
+            last = n
+        await asyncio.sleep(0.1)
 
 
 async def run_passthrough(args: argparse.Namespace) -> dict:
@@ -100,7 +99,8 @@ async def run_passthrough(args: argparse.Namespace) -> dict:
     )
     await producer.start()
     await consumer.start()
-    consumer.subscribe([args.topic], listener=_Listener())
+    consumer.subscribe([args.topic])
+    watcher = asyncio.create_task(_watch_assignment(consumer.assignment))
     stats = _Stats()
     idle_since = time.time()
     while True:
@@ -121,6 +121,7 @@ async def run_passthrough(args: argparse.Namespace) -> dict:
         await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in data.items()})
         stats.records += sum(len(ms) for ms in data.values())
         stats.last = idle_since = time.time()
+    watcher.cancel()
     await consumer.stop()
     await producer.stop()
     return {"records": stats.records, "first": stats.first, "last": stats.last}

@@ -35,8 +35,9 @@ def install() -> Path | None:
     wrapper = venv_bin / "kcat"
     wrapper.write_text(
         "#!/bin/sh\n"
-        "# kcat with the current librdkafka from the confluent-kafka wheel (see libs/devstack/kcat_shim.py)\n"
-        f'real=$(PATH=$(echo "$PATH" | sed "s#{venv_bin}:##") command -v kcat || echo /usr/bin/kcat)\n'
+        "# kcat with the librdkafka of the confluent-kafka wheel (libs/devstack/kcat_shim.py)\n"
+        f'real=$(PATH=$(echo "$PATH" | sed "s#{venv_bin}:##") command -v kcat '
+        "|| echo /usr/bin/kcat)\n"
         f'LD_LIBRARY_PATH="{libdir}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" exec "$real" "$@"\n'
     )
     os.chmod(wrapper, 0o755)

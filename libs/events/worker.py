@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
 
@@ -154,6 +154,10 @@ class Worker:
     @property
     def ready(self) -> bool:
         return self.joined.is_set()
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member owns right now (empty while not joined)."""
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
 
     async def deadletter(self, record: Record, reason: str, *, partial: bool = False) -> Any:
         self._metrics.failed.labels(record.topic, record.type, _reason_kind(reason)).inc()

@@ -48,8 +48,9 @@ def parse_log_batch(
                 raise ValueError("ts: more than 10 minutes in the future")
         except ValueError as exc:
             text = str(exc)
-            errors.append(f"records[{i}]: {text}" if text.startswith("must") else
-                          f"records[{i}].{text}")
+            errors.append(
+                f"records[{i}]: {text}" if text.startswith("must") else f"records[{i}].{text}"
+            )
             continue
         records.append(
             LogRecord(

@@ -66,27 +66,35 @@ def create_app(settings: DetectorSettings, common: CommonSettings) -> faust.App:
                     batch = MetricBatch()
                     batch.ParseFromString(ce.data)
                 except (EnvelopeError, DecodeError) as exc:
-                    reason = f"undecodable metric batch: {exc}"
-                    metrics.failed.labels(t.METRICS_POINTS, "?", "undecodable").inc()
-                    log.warning("dead-lettering %s@%d: %s", message.topic, message.offset, reason)
-                    await deadletter.send(
-                        key=message.key,
-                        value=message.value,
-                        headers=deadletter_headers(
-                            headers,
-                            reason=reason,
-                            topic=message.topic,
-                            partition=message.partition,
-                            offset=message.offset,
-                            service=NAME,
-                        ),
-                    )
+                    await _deadletter(message, headers, f"undecodable metric batch: {exc}")
                     continue
                 metrics.consumed.labels(t.METRICS_POINTS, ce.type).inc()
-                for sample in batch.samples:
-                    stats[sample.series_id] = update_stats(
-                        stats[sample.series_id], sample.value, sample.ts_ms
+                try:
+                    for sample in batch.samples:
+                        stats[sample.series_id] = update_stats(
+                            stats.get(sample.series_id), sample.value, sample.ts_ms
+                        )
+                except Exception as exc:  # a poison batch must not stop the agent
+                    log.exception("detector failed on %s@%d", message.topic, message.offset)
+                    await _deadletter(
+                        message, headers, f"handler failed: {type(exc).__name__}: {exc}"
                     )
+
+    async def _deadletter(message: Any, headers: list[tuple[str, bytes]], reason: str) -> None:
+        metrics.failed.labels(t.METRICS_POINTS, "?", reason.split(":", 1)[0]).inc()
+        log.warning("dead-lettering %s@%d: %s", message.topic, message.offset, reason)
+        await deadletter.send(
+            key=message.key,
+            value=message.value,
+            headers=deadletter_headers(
+                headers,
+                reason=reason,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                service=NAME,
+            ),
+        )
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

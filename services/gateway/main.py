@@ -114,7 +114,8 @@ def create_app(
     app = FastAPI(
         title="opsline gateway",
         version="0.1.0",
-        description="The public API of opsline. Every /v1 route needs `Authorization: Bearer <token>`.",
+        description="The public API of opsline. "
+        "Every /v1 route needs `Authorization: Bearer <token>`.",
         lifespan=lifespan,
     )
     runtime.check("database", lambda: state["database"])
