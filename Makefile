@@ -23,7 +23,7 @@ up: setup ## the whole platform on the embedded stack, in the foreground (Ctrl-C
 system-deps: ## test-only system packages (kcat, MariaDB server), installed when missing
 	@bash tests/system-deps.sh
 
-test: setup system-deps ## every test: unit, then the whole stack end to end
+test: setup system-deps lint ## lint, then every test: unit and the whole stack end to end
 	$(BIN)/python -m pytest tests
 
 test-unit: setup

@@ -127,6 +127,31 @@ def tree_rss_bytes(root_pid: int) -> int:
     return total
 
 
+def children_rss(root_pid: int) -> dict[str, int]:
+    """RSS of each direct child's process tree, by the child's command name."""
+    out: dict[str, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != root_pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        name = next((w.split(".")[-1] for w in words if w.startswith("services.")), None)
+        name = name or next(
+            (os.path.basename(w) for w in words if "tansu" in w or "noida" in w),
+            os.path.basename(words[0]) if words else entry,
+        )
+        out[name] = out.get(name, 0) + tree_rss_bytes(int(entry))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -19,10 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from libs import db
 from libs.config import CommonSettings
-from libs.events import topics as t
 from libs.events.idempotency import ProcessedEvent, already_processed, mark_processed
 from libs.events.outbox import OutboxMessage, OutboxRelay
-from libs.events.publisher import Publisher
+from libs.events.publisher import Publisher, connect_backbone, topic_guard
 from libs.events.worker import Batch, Worker
 from libs.runtime import ServiceRuntime, add_ops_routes
 
@@ -66,16 +64,13 @@ def create_member_app(
             return
         await db.create_tables(engine, [OutboxMessage, ProcessedEvent, *tables])
         state["database"] = True
-        await t.wait_for_topics(
-            common.kafka_bootstrap, t.ALL_TOPICS, partitions=common.topic_partitions, stop=stop
-        )
-        while not stop.is_set():
-            try:
-                await publisher.start()
-                break
-            except Exception as exc:
-                log.warning("waiting for Kafka producer: %s", exc)
-                await asyncio.sleep(2)
+        if not await connect_backbone(
+            publisher,
+            bootstrap=common.kafka_bootstrap,
+            partitions=common.topic_partitions,
+            stop=stop,
+        ):
+            return
         state["kafka"] = True
         runtime.spawn("outbox-relay", relay.run)
         runtime.spawn(worker.name, worker.run)
@@ -83,15 +78,7 @@ def create_member_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.spawn("start", start)
-        runtime.spawn(
-            "topics",
-            functools.partial(
-                t.guard_topics,
-                common.kafka_bootstrap,
-                t.ALL_TOPICS,
-                partitions=common.topic_partitions,
-            ),
-        )
+        runtime.spawn("topics", topic_guard(common.kafka_bootstrap, common.topic_partitions))
         yield
         await runtime.shutdown()
         await publisher.stop()

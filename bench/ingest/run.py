@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
-from bench.infra import Infra, tree_rss_bytes
+from bench.infra import Infra, children_rss, tree_rss_bytes
 from libs.events import topics as t
 from libs.events.envelope import PROTOBUF, CloudEvent, to_kafka
 from libs.events.publisher import Publisher
@@ -250,22 +250,32 @@ def memory_stage(n_events: int) -> dict[str, float]:
     try:
         time.sleep(5)
         rest = tree_rss_bytes(running.process.pid)
+        rest_parts = children_rss(running.process.pid)
         records = metric_events(n_events, start_ms=int(time.time() * 1000) - 86_400_000)
         peak = rest
+        peak_parts = rest_parts
 
         async def load() -> None:
-            nonlocal peak
+            nonlocal peak, peak_parts
             task = asyncio.create_task(produce(running.stack.bootstrap, t.INGEST_RAW, records))
             end = time.monotonic() + 25
             while time.monotonic() < end:
-                peak = max(peak, tree_rss_bytes(running.process.pid))
+                now = tree_rss_bytes(running.process.pid)
+                if now > peak:
+                    peak, peak_parts = now, children_rss(running.process.pid)
                 await asyncio.sleep(0.5)
             await task
 
         asyncio.run(load())
     finally:
         running.stop()
-    return {"rest_mib": rest / 2**20, "load_mib": peak / 2**20}
+    mib = 2**20
+    return {
+        "rest_mib": rest / mib,
+        "load_mib": peak / mib,
+        "rest_by_program": {k: round(v / mib) for k, v in sorted(rest_parts.items())},
+        "load_by_program": {k: round(v / mib) for k, v in sorted(peak_parts.items())},
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -331,6 +341,9 @@ def table(r: dict[str, Any]) -> str:
         f"| (c) RSS of the whole embedded stack | {m['rest_mib']:,.0f} MiB at rest, "
         f"{m['load_mib']:,.0f} MiB under load | — | — | < 1 GiB at rest |"
     )
+    at_rest = ", ".join(f"{k} {v}" for k, v in m.get("rest_by_program", {}).items())
+    at_peak = ", ".join(f"{k} {v}" for k, v in m.get("load_by_program", {}).items())
+    rows += ["", f"Memory by program, MiB. At rest: {at_rest}. At the load peak: {at_peak}."]
     return "\n".join(rows)
 
 

@@ -82,7 +82,7 @@ class OutboxRelay:
                 .order_by(OutboxMessage.id)  # type: ignore[arg-type]
                 .limit(self.batch_size)
             )
-            if session.bind.dialect.name != "sqlite":
+            if session.get_bind().dialect.name != "sqlite":
                 query = query.with_for_update(skip_locked=True)
             rows = list((await session.execute(query)).scalars())
             if not rows:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from libs.events.envelope import CloudEvent, Headers, to_kafka
+from libs.events.topics import ALL_TOPICS, guard_topics, wait_for_topics
 from libs.observability.metrics import get_metrics
 from libs.observability.tracing import kafka_headers_for_current_span
+
+log = logging.getLogger(__name__)
 
 
 class Publisher:
@@ -83,3 +91,30 @@ class Publisher:
 
     async def partitions_for(self, topic: str) -> set[int]:
         return await self.producer.partitions_for(topic)
+
+
+async def connect_backbone(
+    publisher: Publisher, *, bootstrap: str, partitions: int, stop: asyncio.Event
+) -> bool:
+    """Create the topics and start the publisher, retrying until the broker answers.
+
+    Services start in any order, so the broker may not be there yet. Returns False if
+    asked to stop first.
+    """
+    await wait_for_topics(bootstrap, ALL_TOPICS, partitions=partitions, stop=stop)
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await publisher.start()
+            return True
+        except (KafkaError, OSError) as exc:
+            log.warning("waiting for Kafka at %s: %s (retry in %.1fs)", bootstrap, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+    return False
+
+
+def topic_guard(bootstrap: str, partitions: int) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """A task factory that re-creates vanished topics (see topics.guard_topics)."""
+    return functools.partial(guard_topics, bootstrap, ALL_TOPICS, partitions=partitions)

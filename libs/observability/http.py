@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,7 +53,7 @@ class ObservabilityMiddleware:
             )
 
 
-def _route_template(scope: dict[str, Any]) -> str:
+def _route_template(scope: Scope) -> str:
     """The route's path template (low cardinality), or 'unmatched'."""
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"

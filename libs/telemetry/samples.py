@@ -191,7 +191,7 @@ def parse_metric_batch(data: Any, *, now_ms: int | None = None) -> ParsedBatch:
         raise BatchError(f"data.samples: {len(raw)} samples, at most {MAX_SAMPLES} per batch")
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     horizon = now + FUTURE_TOLERANCE_MS
-    samples: list[Sample] = []
+    samples: list[NormSample] = []
     errors: list[str] = []
     kept: list[int] = []
     for i, item in enumerate(raw):

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from libs.config import CommonSettings
 from libs.events import topics as t
-from libs.events.publisher import Publisher
+from libs.events.publisher import Publisher, connect_backbone, topic_guard
 from libs.events.worker import Worker
 from libs.internal import internal_token_guard
 from libs.observability.logging import setup_logging
@@ -34,16 +34,13 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
     workers: list[Worker] = []
 
     async def start_backbone(stop: asyncio.Event) -> None:
-        await t.wait_for_topics(
-            common.kafka_bootstrap, t.ALL_TOPICS, partitions=common.topic_partitions, stop=stop
-        )
-        while not stop.is_set():
-            try:
-                await publisher.start()
-                break
-            except Exception as exc:
-                log.warning("waiting for Kafka producer: %s", exc)
-                await asyncio.sleep(2)
+        if not await connect_backbone(
+            publisher,
+            bootstrap=common.kafka_bootstrap,
+            partitions=common.topic_partitions,
+            stop=stop,
+        ):
+            return
         state["kafka"] = True
         partitions = len(await publisher.partitions_for(t.METRICS_POINTS))
         if settings.run_normalizer:
@@ -71,7 +68,7 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
                     handler=functools.partial(
                         handlers.on_normalized, es=es, prefix=settings.index_prefix
                     ),
-                    max_records=settings.max_records,
+                    max_records=settings.sink_max_records,
                 )
             )
         for worker in workers:
@@ -94,15 +91,7 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.spawn("backbone", start_backbone)
         runtime.spawn("templates", install_templates)
-        runtime.spawn(
-            "topics",
-            functools.partial(
-                t.guard_topics,
-                common.kafka_bootstrap,
-                t.ALL_TOPICS,
-                partitions=common.topic_partitions,
-            ),
-        )
+        runtime.spawn("topics", topic_guard(common.kafka_bootstrap, common.topic_partitions))
         yield
         await runtime.shutdown()
         await publisher.stop()

@@ -12,10 +12,9 @@ from google.protobuf.json_format import ParseDict
 from libs.events import topics as t
 from libs.events.envelope import CloudEvent, EnvelopeError, parse_rfc3339
 from libs.schemas.opsline.v1.logs_pb2 import LogBatch, LogRecord
-from libs.schemas.opsline.v1.metrics_pb2 import Sample
 from libs.schemas.opsline.v1.ops_pb2 import OpsEvent
 from libs.telemetry.logs import parse_log_batch
-from libs.telemetry.samples import BatchError, parse_metric_batch
+from libs.telemetry.samples import BatchError, NormSample, parse_metric_batch
 
 
 class Unusable(ValueError):
@@ -24,7 +23,7 @@ class Unusable(ValueError):
 
 @dataclass(slots=True)
 class Normalized:
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[NormSample] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     ops_event: OpsEvent | None = None
     errors: list[str] = field(default_factory=list)  # parts that were not taken

@@ -19,6 +19,9 @@ class IngestSettings(BaseSettings):
     run_sink: bool = True
     index_prefix: str = "opsline"
     max_records: int = 500
+    # Records per sink batch: each holds up to thousands of samples, and a batch's documents
+    # are all in memory until Elasticsearch has them.
+    sink_max_records: int = 20
     max_query_points: int = 100_000
 
 

@@ -143,7 +143,11 @@ async def metrics_query(
     url = request.app.state.settings.peer_urls().get("dataops-ingest")
     if not url:
         raise HTTPException(503, "no dataops-ingest peer configured (OPSLINE_GATEWAY_PEERS)")
-    params: list[tuple[str, str]] = [("name", name), ("start", start), ("end", end)]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("name", name),
+        ("start", start),
+        ("end", end),
+    ]
     params += [("match", m) for m in match]
     try:
         response = await client.get(

@@ -14,8 +14,7 @@ from fastapi import FastAPI
 
 from libs import db
 from libs.config import CommonSettings
-from libs.events import topics as t
-from libs.events.publisher import Publisher
+from libs.events.publisher import Publisher, connect_backbone, topic_guard
 from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
 from libs.runtime import ServiceRuntime, add_ops_routes, serve
@@ -65,17 +64,12 @@ def create_app(
         state["database"] = True
 
     async def start_kafka(stop: asyncio.Event) -> None:
-        await t.wait_for_topics(
-            common.kafka_bootstrap, t.ALL_TOPICS, partitions=common.topic_partitions, stop=stop
+        state["kafka"] = await connect_backbone(
+            publisher,
+            bootstrap=common.kafka_bootstrap,
+            partitions=common.topic_partitions,
+            stop=stop,
         )
-        while not stop.is_set():
-            try:
-                await publisher.start()
-                state["kafka"] = True
-                return
-            except Exception as exc:
-                log.warning("waiting for Kafka producer: %s", exc)
-                await asyncio.sleep(2)
 
     async def watch_peers(stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -96,15 +90,7 @@ def create_app(
         runtime.spawn("database", start_database)
         runtime.spawn("kafka", start_kafka)
         runtime.spawn("peers", watch_peers)
-        runtime.spawn(
-            "topics",
-            functools.partial(
-                t.guard_topics,
-                common.kafka_bootstrap,
-                t.ALL_TOPICS,
-                partitions=common.topic_partitions,
-            ),
-        )
+        runtime.spawn("topics", topic_guard(common.kafka_bootstrap, common.topic_partitions))
         yield
         await runtime.shutdown()
         await publisher.stop()
@@ -121,7 +107,7 @@ def create_app(
     runtime.check("database", lambda: state["database"])
     runtime.check("kafka", lambda: state["kafka"])
     for name in peers:
-        runtime.check(name, lambda name=name: peer_state[name])
+        runtime.check(name, functools.partial(peer_state.__getitem__, name))
     add_ops_routes(app, runtime)
     app.include_router(api.router)
     app.state.settings = settings

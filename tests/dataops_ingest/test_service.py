@@ -23,20 +23,30 @@ NOW_MS = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 
 
 def _event(type: str, data: object = None, **kw: object) -> CloudEvent:
-    return CloudEvent.create(type=type, source="/tools/agent", data=data,  # type: ignore[arg-type]
-                             id=kw.pop("id", "ev-1"), **kw)  # type: ignore[arg-type]
+    return CloudEvent.create(
+        type=type,
+        source="/tools/agent",
+        data=data,  # type: ignore[arg-type]
+        id=kw.pop("id", "ev-1"),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 # --- metric batches ----------------------------------------------------------------------
 
 
 def test_metric_batch_gives_samples_and_the_reasons_for_the_rest() -> None:
-    event = _event("io.opsline.metric.batch", {"samples": [
-        {"name": "cpu", "labels": {"host": "a"}, "value": 0.5, "ts": NOW_MS - 10},
-        {"name": "cpu", "value": "high"},
-        {"name": "mem_bytes", "value": 1024},
-        {"name": "bad name", "value": 1},
-    ]})
+    event = _event(
+        "io.opsline.metric.batch",
+        {
+            "samples": [
+                {"name": "cpu", "labels": {"host": "a"}, "value": 0.5, "ts": NOW_MS - 10},
+                {"name": "cpu", "value": "high"},
+                {"name": "mem_bytes", "value": 1024},
+                {"name": "bad name", "value": 1},
+            ]
+        },
+    )
     out = normalize(event, now_ms=NOW_MS)
     assert [(s.name, dict(s.labels), s.value, s.ts_ms) for s in out.samples] == [
         ("cpu", {"host": "a"}, 0.5, NOW_MS - 10),
@@ -88,13 +98,17 @@ def test_metric_batch_that_is_not_json_is_unusable() -> None:
         normalize(_event("io.opsline.metric.batch", b"cpu 1", datacontenttype="text/plain"))
     assert str(info.value) == "io.opsline.metric.batch data must be JSON, not 'text/plain'"
     with pytest.raises(Unusable, match="data is not valid JSON"):
-        normalize(_event("io.opsline.metric.batch", b'{"samples": [',
-                         datacontenttype="application/json"))
+        normalize(
+            _event("io.opsline.metric.batch", b'{"samples": [', datacontenttype="application/json")
+        )
 
 
 def test_metric_batch_samples_are_not_dated_by_the_event_time() -> None:
-    event = _event("io.opsline.metric.batch", {"samples": [{"name": "m", "value": 1}]},
-                   time="2020-01-01T00:00:00Z")
+    event = _event(
+        "io.opsline.metric.batch",
+        {"samples": [{"name": "m", "value": 1}]},
+        time="2020-01-01T00:00:00Z",
+    )
     [sample] = normalize(event, now_ms=NOW_MS).samples
     assert sample.ts_ms == NOW_MS
 
@@ -103,11 +117,21 @@ def test_metric_batch_samples_are_not_dated_by_the_event_time() -> None:
 
 
 def test_log_batch_gives_records_with_the_event_source() -> None:
-    event = _event("io.opsline.log.batch", {"records": [
-        {"message": "deploy started", "level": "INFO", "labels": {"app": "shop"}, "ts": NOW_MS - 5},
-        {"message": ""},
-        {"message": "oom", "level": "fatal"},
-    ]})
+    event = _event(
+        "io.opsline.log.batch",
+        {
+            "records": [
+                {
+                    "message": "deploy started",
+                    "level": "INFO",
+                    "labels": {"app": "shop"},
+                    "ts": NOW_MS - 5,
+                },
+                {"message": ""},
+                {"message": "oom", "level": "fatal"},
+            ]
+        },
+    )
     out = normalize(event, now_ms=NOW_MS)
     assert [(r.message, r.level, dict(r.labels), r.ts_ms, r.source) for r in out.logs] == [
         ("deploy started", "info", {"app": "shop"}, NOW_MS - 5, "/tools/agent"),
@@ -129,9 +153,10 @@ def test_log_batch_with_nothing_usable_is_unusable() -> None:
 
 
 def test_log_batch_bytes_round_trip() -> None:
-    out = normalize(_event("io.opsline.log.batch", {"records": [{"message": "a"},
-                                                                 {"message": "b"}]}),
-                    now_ms=NOW_MS)
+    out = normalize(
+        _event("io.opsline.log.batch", {"records": [{"message": "a"}, {"message": "b"}]}),
+        now_ms=NOW_MS,
+    )
     batch = LogBatch()
     batch.ParseFromString(log_batch_bytes(out.logs, source_event_id="ev-1"))
     assert batch.source_event_id == "ev-1"
@@ -142,8 +167,15 @@ def test_log_batch_bytes_round_trip() -> None:
 # --- reserved and other types ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("type_", ["io.opsline.metric.points", "io.opsline.log.records",
-                                   "io.opsline.ops.event", "io.opsline.something"])
+@pytest.mark.parametrize(
+    "type_",
+    [
+        "io.opsline.metric.points",
+        "io.opsline.log.records",
+        "io.opsline.ops.event",
+        "io.opsline.something",
+    ],
+)
 def test_unknown_reserved_types_are_unusable(type_: str) -> None:
     with pytest.raises(Unusable) as info:
         normalize(_event(type_, {"samples": [{"name": "m", "value": 1}]}), now_ms=NOW_MS)
@@ -153,16 +185,26 @@ def test_unknown_reserved_types_are_unusable(type_: str) -> None:
 
 
 def test_other_types_become_ops_events_with_json_data_as_a_struct() -> None:
-    data = {"repo": "shop", "commits": 3, "tags": ["v1", "latest"], "ok": True,
-            "nested": {"by": None}}
-    event = _event("com.github.push", data, subject="refs/heads/main",
-                   time="2024-05-01T09:00:00.250Z")
+    data = {
+        "repo": "shop",
+        "commits": 3,
+        "tags": ["v1", "latest"],
+        "ok": True,
+        "nested": {"by": None},
+    }
+    event = _event(
+        "com.github.push", data, subject="refs/heads/main", time="2024-05-01T09:00:00.250Z"
+    )
     out = normalize(event, now_ms=NOW_MS)
     assert out.samples == [] and out.logs == [] and out.errors == []
     ops = out.ops_event
     assert ops is not None
     assert (ops.id, ops.source, ops.type, ops.subject) == (
-        "ev-1", "/tools/agent", "com.github.push", "refs/heads/main")
+        "ev-1",
+        "/tools/agent",
+        "com.github.push",
+        "refs/heads/main",
+    )
     assert ops.data_content_type == "application/json"
     assert ops.ts_ms == NOW_MS - 3_600_000 + 250  # the event's own time
     assert ops.HasField("data")
@@ -189,14 +231,16 @@ def test_ops_event_json_that_is_not_an_object_goes_to_data_text() -> None:
     assert ops is not None
     assert not ops.HasField("data")
     assert orjson.loads(ops.data_text) == [1, "two", None]
-    scalar = normalize(_event("x.y", b"42", datacontenttype="application/json"),
-                       now_ms=NOW_MS).ops_event
+    scalar = normalize(
+        _event("x.y", b"42", datacontenttype="application/json"), now_ms=NOW_MS
+    ).ops_event
     assert scalar is not None and scalar.data_text == "42"
 
 
 def test_ops_event_text_data_goes_to_data_text() -> None:
-    ops = normalize(_event("x.y", "déployé v2\n".encode(), datacontenttype="text/plain"),
-                    now_ms=NOW_MS).ops_event
+    ops = normalize(
+        _event("x.y", "déployé v2\n".encode(), datacontenttype="text/plain"), now_ms=NOW_MS
+    ).ops_event
     assert ops is not None
     assert ops.data_text == "déployé v2\n"
     assert ops.data_content_type == "text/plain"
@@ -205,16 +249,18 @@ def test_ops_event_text_data_goes_to_data_text() -> None:
 
 def test_ops_event_binary_data_goes_to_data_text_as_base64() -> None:
     raw = b"\x00\x9f\xff\xfe binary"
-    ops = normalize(_event("x.y", raw, datacontenttype="application/octet-stream"),
-                    now_ms=NOW_MS).ops_event
+    ops = normalize(
+        _event("x.y", raw, datacontenttype="application/octet-stream"), now_ms=NOW_MS
+    ).ops_event
     assert ops is not None
     assert ops.data_text == base64.b64encode(raw).decode()
     assert base64.b64decode(ops.data_text) == raw
 
 
 def test_ops_event_without_data() -> None:
-    ops = normalize(CloudEvent(id="e", source="/s", type="x.y", time="2024-05-01T10:00:00Z"),
-                    now_ms=0).ops_event
+    ops = normalize(
+        CloudEvent(id="e", source="/s", type="x.y", time="2024-05-01T10:00:00Z"), now_ms=0
+    ).ops_event
     assert ops is not None
     assert ops.ts_ms == NOW_MS
     assert not ops.HasField("data") and ops.data_text == ""

@@ -105,31 +105,94 @@ def postgres_server() -> Iterator[DatabaseServer]:
     proc: subprocess.Popen[bytes] | None = None
     try:
         subprocess.run(
-            [str(initdb), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-             "--no-sync", "--no-instructions"],
-            check=True, capture_output=True, env=env, cwd=base, timeout=120, user=user,
+            [
+                str(initdb),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            cwd=base,
+            timeout=120,
+            user=user,
             group=group,
         )
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [str(postgres), "-D", str(data), "-p", str(port), "-k", str(sockdir),
-                 "-h", "127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=50"],
-                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=base, user=user, group=group,
+                [
+                    str(postgres),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(sockdir),
+                    "-h",
+                    "127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=50",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=base,
+                user=user,
+                group=group,
             )
 
         def ready() -> None:
             subprocess.run(
-                [str(psql), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d",
-                 "postgres", "-Atqc", "SELECT 1"],
-                check=True, capture_output=True, timeout=10,
+                [
+                    str(psql),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-Atqc",
+                    "SELECT 1",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=10,
             )
 
         _wait_until(ready, proc, log, "postgres")
         subprocess.run(
-            [str(psql), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
-             "-qc", "CREATE DATABASE opsline_test"],
-            check=True, capture_output=True, timeout=30,
+            [
+                str(psql),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                "CREATE DATABASE opsline_test",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         yield DatabaseServer(f"postgresql://postgres@127.0.0.1:{port}/opsline_test", port)
     finally:
@@ -153,20 +216,42 @@ def mariadb_server() -> Iterator[DatabaseServer]:
     proc: subprocess.Popen[bytes] | None = None
     try:
         subprocess.run(
-            [MARIADB_INSTALL_DB, "--no-defaults", f"--datadir={data}",
-             "--auth-root-authentication-method=normal", f"--user={user}", "--skip-test-db",
-             "--skip-name-resolve"],
-            check=True, capture_output=True, cwd=base, timeout=180,
+            [
+                MARIADB_INSTALL_DB,
+                "--no-defaults",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                f"--user={user}",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=base,
+            timeout=180,
         )
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [str(MARIADBD), "--no-defaults", f"--datadir={data}", f"--port={port}",
-                 "--bind-address=127.0.0.1", f"--socket={sock}", f"--user={user}",
-                 f"--pid-file={base / 'mariadb.pid'}", "--skip-grant-tables",
-                 "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
-                 "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
-                 f"--log-error={log}"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=base,
+                [
+                    str(MARIADBD),
+                    "--no-defaults",
+                    f"--datadir={data}",
+                    f"--port={port}",
+                    "--bind-address=127.0.0.1",
+                    f"--socket={sock}",
+                    f"--user={user}",
+                    f"--pid-file={base / 'mariadb.pid'}",
+                    "--skip-grant-tables",
+                    "--skip-name-resolve",
+                    "--skip-log-bin",
+                    "--innodb-buffer-pool-size=32M",
+                    "--innodb-flush-log-at-trx-commit=0",
+                    "--innodb-doublewrite=0",
+                    f"--log-error={log}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=base,
             )
 
         def ready() -> None:

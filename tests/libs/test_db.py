@@ -39,7 +39,10 @@ pytestmark = pytest.mark.filterwarnings(
     [
         ("postgresql://u:p@db:5432/ops", "postgresql+asyncpg://u:p@db:5432/ops"),
         ("postgres://u@db/ops", "postgresql+asyncpg://u@db/ops"),
-        ("mysql://u:p@db:3306/ops?charset=utf8mb4", "mysql+aiomysql://u:p@db:3306/ops?charset=utf8mb4"),
+        (
+            "mysql://u:p@db:3306/ops?charset=utf8mb4",
+            "mysql+aiomysql://u:p@db:3306/ops?charset=utf8mb4",
+        ),
         ("mariadb://u@db/ops", "mysql+aiomysql://u@db/ops"),
         ("sqlite:///var/lib/opsline/x.db", "sqlite+aiosqlite:///var/lib/opsline/x.db"),
         ("sqlite:///:memory:", "sqlite+aiosqlite:///:memory:"),
@@ -128,8 +131,12 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def test_engine_uses_the_async_driver_of_its_database(
     bare_engine: AsyncEngine, db_url: str
 ) -> None:
-    expected = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql",
-                "mariadb": "aiomysql"}
+    expected = {
+        "sqlite": "aiosqlite",
+        "postgresql": "asyncpg",
+        "mysql": "aiomysql",
+        "mariadb": "aiomysql",
+    }
     assert bare_engine.url.get_driver_name() == expected[db_url.split(":")[0]]
     assert db.dialect(bare_engine) in db_url or (
         db.dialect(bare_engine) in ("mysql", "mariadb") and db_url.startswith("mariadb")
@@ -200,7 +207,8 @@ async def _processed_rows(sessions: async_sessionmaker[AsyncSession]) -> list[tu
     async with sessions() as session:
         result = await session.exec(
             select(ProcessedEvent.consumer, ProcessedEvent.event_id).order_by(
-                ProcessedEvent.consumer, ProcessedEvent.event_id  # type: ignore[arg-type]
+                ProcessedEvent.consumer,
+                ProcessedEvent.event_id,  # type: ignore[arg-type]
             )
         )
         return [(c, e) for c, e in result.all()]
@@ -234,7 +242,9 @@ async def test_consumers_and_event_ids_are_independent(
         assert not await already_processed(session, consumer="deploys", event_id="ev-2")
         assert not await already_processed(session, consumer="builds", event_id="ev-1")
     assert await _processed_rows(sessions) == [
-        ("alerts", "ev-1"), ("alerts", "ev-2"), ("deploys", "ev-1"),
+        ("alerts", "ev-1"),
+        ("alerts", "ev-2"),
+        ("deploys", "ev-1"),
     ]
 
 
@@ -299,8 +309,9 @@ async def _outbox(sessions: async_sessionmaker[AsyncSession]) -> list[OutboxMess
 
 
 def _event(n: int, **kw: Any) -> CloudEvent:
-    return CloudEvent.create(type="io.example.deployed", source="/tests/outbox",
-                             data={"n": n}, subject=f"app-{n}", **kw)
+    return CloudEvent.create(
+        type="io.example.deployed", source="/tests/outbox", data={"n": n}, subject=f"app-{n}", **kw
+    )
 
 
 async def test_add_to_outbox_stores_a_kafka_record_in_binary_mode(
@@ -338,8 +349,9 @@ async def test_add_to_outbox_explicit_key_and_no_key(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessions() as session:
-        add_to_outbox(session, topic="t", event=_event(1, extensions={"partitionkey": "pk"}),
-                      key="explicit")
+        add_to_outbox(
+            session, topic="t", event=_event(1, extensions={"partitionkey": "pk"}), key="explicit"
+        )
         add_to_outbox(session, topic="t", event=_event(2))
         await session.commit()
     first, second = await _outbox(sessions)
@@ -351,8 +363,12 @@ async def test_add_to_outbox_keeps_binary_data_byte_for_byte(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     payload = bytes(range(256)) * 40  # NUL, high bytes, > 8 KiB
-    event = CloudEvent.create(type="io.example.blob", source="/t", data=payload,
-                              datacontenttype="application/octet-stream")
+    event = CloudEvent.create(
+        type="io.example.blob",
+        source="/t",
+        data=payload,
+        datacontenttype="application/octet-stream",
+    )
     async with sessions() as session:
         add_to_outbox(session, topic="t", event=event)
         await session.commit()
@@ -364,8 +380,12 @@ async def test_add_to_outbox_keeps_binary_data_byte_for_byte(
 async def test_add_to_outbox_carries_the_current_trace_context(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    ctx = SpanContext(trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331,
-                      is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    ctx = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
     async with sessions() as session:
         with trace.use_span(NonRecordingSpan(ctx)):
             add_to_outbox(session, topic="t", event=_event(1))
@@ -396,8 +416,13 @@ class FakeProducer:
     `gate`, when set, holds every send until it is opened.
     """
 
-    def __init__(self, *, fail_at: int | None = None, raise_at: int | None = None,
-                 gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fail_at: int | None = None,
+        raise_at: int | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         self.calls = 0
         self.fail_at = fail_at
@@ -405,8 +430,14 @@ class FakeProducer:
         self.gate = gate
         self.waiting = asyncio.Event()
 
-    async def send_raw(self, topic: str, value: bytes | None, *, key: bytes | None,
-                       headers: list[tuple[str, bytes]]) -> asyncio.Future[Any]:
+    async def send_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> asyncio.Future[Any]:
         call, self.calls = self.calls, self.calls + 1
         if call == self.raise_at:
             raise ConnectionError("broker unreachable")
@@ -426,8 +457,10 @@ async def _stage(sessions: async_sessionmaker[AsyncSession], n: int) -> list[Clo
     """Commit n outbox rows with add_to_outbox."""
     events = [_event(i, extensions={"partitionkey": f"k{i}"}) for i in range(n)]
     async with sessions() as session:
-        rows = [add_to_outbox(session, topic=f"topic-{i % 2}", event=event)
-                for i, event in enumerate(events)]
+        rows = [
+            add_to_outbox(session, topic=f"topic-{i % 2}", event=event)
+            for i, event in enumerate(events)
+        ]
         assert len(rows) == n
         await session.commit()
     return events
@@ -547,8 +580,10 @@ async def test_concurrent_relays_never_send_a_row_twice(
             return await super().send_raw(*args, **kwargs)
 
     producers = [SlowProducer() for _ in range(3)]
-    relays = [OutboxRelay(sessions=sessions, publisher=p, batch_size=4)  # type: ignore[arg-type]
-              for p in producers]
+    relays = [
+        OutboxRelay(sessions=sessions, publisher=p, batch_size=4)  # type: ignore[arg-type]
+        for p in producers
+    ]
 
     async def drain(relay: OutboxRelay) -> None:
         while await relay.relay_once():

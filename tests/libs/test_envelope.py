@@ -28,8 +28,12 @@ TIME = "2024-05-01T10:00:00.123Z"
 
 def _event(**kw: object) -> CloudEvent:
     base: dict[str, object] = {
-        "type": "io.example.deployed", "source": "/ci/pipeline/7", "data": {"app": "shop"},
-        "subject": "shop", "id": "ev-1", "time": TIME,
+        "type": "io.example.deployed",
+        "source": "/ci/pipeline/7",
+        "data": {"app": "shop"},
+        "subject": "shop",
+        "id": "ev-1",
+        "time": TIME,
     }
     base.update(kw)
     return CloudEvent.create(**base)  # type: ignore[arg-type]
@@ -71,9 +75,17 @@ def test_now_rfc3339_is_utc_with_milliseconds() -> None:
 
 @pytest.mark.parametrize(
     ("ct", "expected"),
-    [(None, True), ("application/json", True), ("application/json; charset=utf-8", True),
-     ("Application/JSON", True), ("application/cloudevents+json", True), ("text/json", True),
-     ("text/plain", False), ("application/protobuf", False), ("application/jsonx", False)],
+    [
+        (None, True),
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("Application/JSON", True),
+        ("application/cloudevents+json", True),
+        ("text/json", True),
+        ("text/plain", False),
+        ("application/protobuf", False),
+        ("application/jsonx", False),
+    ],
 )
 def test_is_json(ct: str | None, expected: bool) -> None:
     assert CloudEvent(id="1", source="/s", type="t", datacontenttype=ct).is_json() is expected
@@ -142,8 +154,10 @@ def test_from_kafka_reads_content_type_case_insensitively_and_dataschema() -> No
 
 
 def test_several_records_decode_independently() -> None:
-    events = [_event(id=f"ev-{i}", data={"i": i}, extensions={"partitionkey": f"p{i % 2}"})
-              for i in range(5)]
+    events = [
+        _event(id=f"ev-{i}", data={"i": i}, extensions={"partitionkey": f"p{i % 2}"})
+        for i in range(5)
+    ]
     records = [to_kafka(ev) for ev in events]
     assert [key for key, _, _ in records] == [b"p0", b"p1", b"p0", b"p1", b"p0"]
     decoded = [from_kafka(value, headers) for _, value, headers in records]
@@ -176,9 +190,7 @@ def test_kafka_record_without_ce_headers() -> None:
     for headers in ([], [("traceparent", b"x")], [("x-marker", b"1"), ("key", b"v")]):
         with pytest.raises(EnvelopeError) as info:
             from_kafka(b"{}", headers)
-        assert str(info.value) == (
-            "no ce_* headers: not a CloudEvent in Kafka binary content mode"
-        )
+        assert str(info.value) == ("no ce_* headers: not a CloudEvent in Kafka binary content mode")
 
 
 def test_kafka_record_with_only_a_content_type_is_not_a_cloudevent() -> None:
@@ -219,10 +231,14 @@ def test_attribute_values_longer_than_2048_characters_are_refused() -> None:
     ("value", "reason"),
     [
         ("yesterday", "attribute 'time': not an RFC 3339 timestamp: 'yesterday'"),
-        ("2024-13-01T00:00:00Z",
-         "attribute 'time': not an RFC 3339 timestamp: '2024-13-01T00:00:00Z'"),
-        ("2024-05-01T10:00:00", "attribute 'time': RFC 3339 timestamp has no UTC offset: "
-                                "'2024-05-01T10:00:00'"),
+        (
+            "2024-13-01T00:00:00Z",
+            "attribute 'time': not an RFC 3339 timestamp: '2024-13-01T00:00:00Z'",
+        ),
+        (
+            "2024-05-01T10:00:00",
+            "attribute 'time': RFC 3339 timestamp has no UTC offset: '2024-05-01T10:00:00'",
+        ),
     ],
 )
 def test_time_must_be_rfc3339_with_an_offset(value: str, reason: str) -> None:
@@ -232,8 +248,13 @@ def test_time_must_be_rfc3339_with_an_offset(value: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00z", "2024-05-01T10:00:00.5+02:00",
-              "2024-05-01T10:00:00.123456-07:30"],
+    "value",
+    [
+        "2024-05-01T10:00:00Z",
+        "2024-05-01T10:00:00z",
+        "2024-05-01T10:00:00.5+02:00",
+        "2024-05-01T10:00:00.123456-07:30",
+    ],
 )
 def test_rfc3339_times_with_an_offset_are_accepted(value: str) -> None:
     assert from_kafka(b"", _headers(time=value)).time == value
@@ -259,20 +280,30 @@ def test_non_utf8_headers_are_refused() -> None:
 
 
 def _structured(**kw: object) -> dict[str, object]:
-    obj: dict[str, object] = {"specversion": "1.0", "id": "s-1", "source": "/tool",
-                              "type": "io.example.t"}
+    obj: dict[str, object] = {
+        "specversion": "1.0",
+        "id": "s-1",
+        "source": "/tool",
+        "type": "io.example.t",
+    }
     obj.update(kw)
     return obj
 
 
 def test_structured_json_data() -> None:
-    ev = from_structured(_structured(data={"a": 1, "b": [True, None]}, time=TIME, subject="x",
-                                     tenant="acme"))
+    ev = from_structured(
+        _structured(data={"a": 1, "b": [True, None]}, time=TIME, subject="x", tenant="acme")
+    )
     assert ev.data == b'{"a":1,"b":[true,null]}'
     assert ev.datacontenttype == JSON  # defaulted, as the spec says for structured JSON
     assert ev.json() == {"a": 1, "b": [True, None]}
-    assert (ev.id, ev.source, ev.type, ev.time, ev.subject) == ("s-1", "/tool", "io.example.t",
-                                                                TIME, "x")
+    assert (ev.id, ev.source, ev.type, ev.time, ev.subject) == (
+        "s-1",
+        "/tool",
+        "io.example.t",
+        TIME,
+        "x",
+    )
     assert ev.extensions == {"tenant": "acme"}
 
 
@@ -290,8 +321,11 @@ def test_structured_string_data_with_a_non_json_content_type_is_kept_as_text() -
 
 def test_structured_data_base64() -> None:
     raw = bytes(range(256))
-    ev = from_structured(_structured(data_base64=base64.b64encode(raw).decode(),
-                                     datacontenttype="application/octet-stream"))
+    ev = from_structured(
+        _structured(
+            data_base64=base64.b64encode(raw).decode(), datacontenttype="application/octet-stream"
+        )
+    )
     assert ev.data == raw
     assert ev.datacontenttype == "application/octet-stream"
 
@@ -332,8 +366,9 @@ def test_structured_missing_required_attribute(missing: str) -> None:
 def test_structured_attribute_types() -> None:
     with pytest.raises(EnvelopeError, match="attribute 'id' must be a string"):
         from_structured(_structured(id=7))
-    with pytest.raises(EnvelopeError,
-                       match="attribute 'extra' must be a string, integer or boolean"):
+    with pytest.raises(
+        EnvelopeError, match="attribute 'extra' must be a string, integer or boolean"
+    ):
         from_structured(_structured(extra={"nested": 1}))
     ev = from_structured(_structured(count=3, flag=True))
     assert ev.extensions == {"count": "3", "flag": "True"}
@@ -349,13 +384,17 @@ def test_structured_validation_applies_to_attribute_names_and_time() -> None:
 
 
 def test_a_batch_of_structured_events_is_decoded_one_by_one() -> None:
-    batch = orjson.loads(orjson.dumps([
-        _structured(id="b-1", data={"n": 1}),
-        _structured(id="b-2", data_base64=base64.b64encode(b"\x01").decode()),
-        {"id": "b-3"},
-        "not an event",
-        _structured(id="b-5", specversion="0.3"),
-    ]))
+    batch = orjson.loads(
+        orjson.dumps(
+            [
+                _structured(id="b-1", data={"n": 1}),
+                _structured(id="b-2", data_base64=base64.b64encode(b"\x01").decode()),
+                {"id": "b-3"},
+                "not an event",
+                _structured(id="b-5", specversion="0.3"),
+            ]
+        )
+    )
     results: list[CloudEvent | str] = []
     for item in batch:
         try:
@@ -375,9 +414,17 @@ def test_a_batch_of_structured_events_is_decoded_one_by_one() -> None:
 def test_to_structured_round_trip_json() -> None:
     ev = _event(extensions={"tenant": "acme"})
     out = to_structured(ev)
-    assert out == {"specversion": "1.0", "id": "ev-1", "source": "/ci/pipeline/7",
-                   "type": "io.example.deployed", "datacontenttype": "application/json",
-                   "subject": "shop", "time": TIME, "tenant": "acme", "data": {"app": "shop"}}
+    assert out == {
+        "specversion": "1.0",
+        "id": "ev-1",
+        "source": "/ci/pipeline/7",
+        "type": "io.example.deployed",
+        "datacontenttype": "application/json",
+        "subject": "shop",
+        "time": TIME,
+        "tenant": "acme",
+        "data": {"app": "shop"},
+    }
     assert from_structured(orjson.loads(orjson.dumps(out))) == ev
 
 
@@ -408,9 +455,17 @@ def test_to_structured_without_data() -> None:
 
 
 def test_binary_http_mode() -> None:
-    headers = {"ce-specversion": "1.0", "CE-ID": "h-1", "Ce-Source": "/hook", "ce-type": "io.x.t",
-               "ce-time": TIME, "ce-tenant": "acme", "content-type": "text/plain",
-               "user-agent": "curl/8", "authorization": "Bearer t"}
+    headers = {
+        "ce-specversion": "1.0",
+        "CE-ID": "h-1",
+        "Ce-Source": "/hook",
+        "ce-type": "io.x.t",
+        "ce-time": TIME,
+        "ce-tenant": "acme",
+        "content-type": "text/plain",
+        "user-agent": "curl/8",
+        "authorization": "Bearer t",
+    }
     ev = from_binary_http(headers, b"hello")
     assert (ev.id, ev.source, ev.type, ev.time) == ("h-1", "/hook", "io.x.t", TIME)
     assert ev.data == b"hello"
@@ -419,8 +474,9 @@ def test_binary_http_mode() -> None:
 
 
 def test_binary_http_mode_without_content_type() -> None:
-    ev = from_binary_http({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s",
-                           "ce-type": "t"}, b"")
+    ev = from_binary_http(
+        {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}, b""
+    )
     assert ev.datacontenttype is None
     assert ev.data == b""
 
@@ -431,8 +487,17 @@ def test_binary_http_mode_errors() -> None:
     with pytest.raises(EnvelopeError, match="missing required CloudEvents attribute 'type'"):
         from_binary_http({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s"}, b"")
     with pytest.raises(EnvelopeError, match=r"unsupported specversion '0\.3'"):
-        from_binary_http({"ce-specversion": "0.3", "ce-id": "1", "ce-source": "/s",
-                          "ce-type": "t"}, b"")
+        from_binary_http(
+            {"ce-specversion": "0.3", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}, b""
+        )
     with pytest.raises(EnvelopeError, match="invalid attribute name 'bad_name'"):
-        from_binary_http({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s",
-                          "ce-type": "t", "ce-bad_name": "x"}, b"")
+        from_binary_http(
+            {
+                "ce-specversion": "1.0",
+                "ce-id": "1",
+                "ce-source": "/s",
+                "ce-type": "t",
+                "ce-bad_name": "x",
+            },
+            b"",
+        )

@@ -60,8 +60,9 @@ def test_series_id_is_stable_and_independent_of_label_order() -> None:
     ],
 )
 def test_series_id_differs_when_name_or_labels_differ(name: str, labels: dict[str, str]) -> None:
-    assert series_id(name, labels) != series_id("http_requests_total",
-                                                {"method": "GET", "code": "200"})
+    assert series_id(name, labels) != series_id(
+        "http_requests_total", {"method": "GET", "code": "200"}
+    )
 
 
 # --- good samples ----------------------------------------------------------------------
@@ -69,8 +70,12 @@ def test_series_id_differs_when_name_or_labels_differ(name: str, labels: dict[st
 
 def test_good_samples_are_normalized() -> None:
     parsed = _parse(
-        {"name": "cpu_seconds", "labels": {"host": "a", "cpu": "0"}, "value": 1.5,
-         "ts": "2024-05-01T09:59:00Z"},
+        {
+            "name": "cpu_seconds",
+            "labels": {"host": "a", "cpu": "0"},
+            "value": 1.5,
+            "ts": "2024-05-01T09:59:00Z",
+        },
         {"name": "up", "value": 1, "ts": NOW_MS - 1000},
         {"name": "ns:queue_depth", "value": -3},
     )
@@ -89,9 +94,11 @@ def test_good_samples_are_normalized() -> None:
 
 
 def test_series_id_of_samples_ignores_label_order_in_the_input() -> None:
-    parsed = _parse({"name": "m", "labels": {"a": "1", "b": "2"}, "value": 1},
-                    {"name": "m", "labels": {"b": "2", "a": "1"}, "value": 2},
-                    {"name": "m", "labels": {"a": "1", "b": "3"}, "value": 3})
+    parsed = _parse(
+        {"name": "m", "labels": {"a": "1", "b": "2"}, "value": 1},
+        {"name": "m", "labels": {"b": "2", "a": "1"}, "value": 2},
+        {"name": "m", "labels": {"a": "1", "b": "3"}, "value": 3},
+    )
     ids = [s.series_id for s in parsed.samples]
     assert ids[0] == ids[1] != ids[2]
 
@@ -122,13 +129,17 @@ def test_missing_ts_defaults_to_the_current_time() -> None:
 
 
 def test_ts_up_to_ten_minutes_ahead_is_accepted_and_beyond_refused() -> None:
-    parsed = _parse({"name": "m", "value": 1, "ts": NOW_MS + FUTURE_TOLERANCE_MS},
-                    {"name": "m", "value": 1, "ts": NOW_MS + FUTURE_TOLERANCE_MS + 1},
-                    {"name": "m", "value": 1, "ts": "2024-05-01T10:11:00Z"})
+    parsed = _parse(
+        {"name": "m", "value": 1, "ts": NOW_MS + FUTURE_TOLERANCE_MS},
+        {"name": "m", "value": 1, "ts": NOW_MS + FUTURE_TOLERANCE_MS + 1},
+        {"name": "m", "value": 1, "ts": "2024-05-01T10:11:00Z"},
+    )
     assert FUTURE_TOLERANCE_MS == 10 * 60 * 1000
     assert parsed.kept == [0]
-    assert parsed.errors == ["samples[1].ts: more than 10 minutes in the future",
-                             "samples[2].ts: more than 10 minutes in the future"]
+    assert parsed.errors == [
+        "samples[1].ts: more than 10 minutes in the future",
+        "samples[2].ts: more than 10 minutes in the future",
+    ]
 
 
 # --- one reason per bad sample, with its index -----------------------------------------
@@ -140,48 +151,85 @@ def test_ts_up_to_ten_minutes_ahead_is_accepted_and_beyond_refused() -> None:
         ({"value": 1}, "samples[0].name: missing"),
         ({"name": "", "value": 1}, "samples[0].name: missing"),
         ({"name": 7, "value": 1}, "samples[0].name: must be a string"),
-        ({"name": "9lives", "value": 1},
-         "samples[0].name: '9lives' is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
-        ({"name": "http-requests", "value": 1},
-         "samples[0].name: 'http-requests' is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+        (
+            {"name": "9lives", "value": 1},
+            "samples[0].name: '9lives' is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+        ),
+        (
+            {"name": "http-requests", "value": 1},
+            "samples[0].name: 'http-requests' is not a valid metric name "
+            "([a-zA-Z_:][a-zA-Z0-9_:]*)",
+        ),
         ({"name": "m" * 201, "value": 1}, "samples[0].name: longer than 200 characters"),
         ({"name": "m"}, "samples[0].value: missing"),
         ({"name": "m", "value": "12"}, "samples[0].value: not a number (str)"),
         ({"name": "m", "value": True}, "samples[0].value: not a number (bool)"),
         ({"name": "m", "value": [1]}, "samples[0].value: not a number (list)"),
-        ({"name": "m", "value": float("nan")},
-         "samples[0].value: NaN and infinity are not accepted"),
-        ({"name": "m", "value": float("inf")},
-         "samples[0].value: NaN and infinity are not accepted"),
-        ({"name": "m", "value": float("-inf")},
-         "samples[0].value: NaN and infinity are not accepted"),
-        ({"name": "m", "value": 1, "labels": ["a"]},
-         "samples[0].labels: must be an object of string values"),
-        ({"name": "m", "value": 1, "labels": {f"l{i}": "v" for i in range(33)}},
-         "samples[0].labels: 33 labels, at most 32 are allowed"),
-        ({"name": "m", "value": 1, "labels": {"k": "v" * 1025}},
-         "samples[0].labels.k: longer than 1024 characters"),
+        (
+            {"name": "m", "value": float("nan")},
+            "samples[0].value: NaN and infinity are not accepted",
+        ),
+        (
+            {"name": "m", "value": float("inf")},
+            "samples[0].value: NaN and infinity are not accepted",
+        ),
+        (
+            {"name": "m", "value": float("-inf")},
+            "samples[0].value: NaN and infinity are not accepted",
+        ),
+        (
+            {"name": "m", "value": 1, "labels": ["a"]},
+            "samples[0].labels: must be an object of string values",
+        ),
+        (
+            {"name": "m", "value": 1, "labels": {f"l{i}": "v" for i in range(33)}},
+            "samples[0].labels: 33 labels, at most 32 are allowed",
+        ),
+        (
+            {"name": "m", "value": 1, "labels": {"k": "v" * 1025}},
+            "samples[0].labels.k: longer than 1024 characters",
+        ),
         ({"name": "m", "value": 1, "labels": {"k": 5}}, "samples[0].labels.k: must be a string"),
-        ({"name": "m", "value": 1, "labels": {"bad-name": "v"}},
-         "samples[0].labels: 'bad-name' is not a valid label name"),
-        ({"name": "m", "value": 1, "labels": {"1st": "v"}},
-         "samples[0].labels: '1st' is not a valid label name"),
-        ({"name": "m", "value": 1, "labels": {"k" * 101: "v"}},
-         f"samples[0].labels: {'k' * 64!r} is not a valid label name"),
-        ({"name": "m", "value": 1, "ts": "2024-05-01T10:00:00"},
-         "samples[0].ts: RFC 3339 timestamp needs a UTC offset: '2024-05-01T10:00:00'"),
-        ({"name": "m", "value": 1, "ts": "last tuesday"},
-         "samples[0].ts: not an RFC 3339 timestamp: 'last tuesday'"),
-        ({"name": "m", "value": 1, "ts": "1714557600000"},
-         "samples[0].ts: not an RFC 3339 timestamp: '1714557600000'"),
-        ({"name": "m", "value": 1, "ts": True},
-         "samples[0].ts: must be RFC 3339 text or epoch milliseconds, not a boolean"),
-        ({"name": "m", "value": 1, "ts": -1},
-         "samples[0].ts: epoch milliseconds must be a finite, non-negative number"),
-        ({"name": "m", "value": 1, "ts": float("inf")},
-         "samples[0].ts: epoch milliseconds must be a finite, non-negative number"),
-        ({"name": "m", "value": 1, "ts": {"ms": 1}},
-         "samples[0].ts: must be RFC 3339 text or epoch milliseconds"),
+        (
+            {"name": "m", "value": 1, "labels": {"bad-name": "v"}},
+            "samples[0].labels: 'bad-name' is not a valid label name",
+        ),
+        (
+            {"name": "m", "value": 1, "labels": {"1st": "v"}},
+            "samples[0].labels: '1st' is not a valid label name",
+        ),
+        (
+            {"name": "m", "value": 1, "labels": {"k" * 101: "v"}},
+            f"samples[0].labels: {'k' * 64!r} is not a valid label name",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": "2024-05-01T10:00:00"},
+            "samples[0].ts: RFC 3339 timestamp needs a UTC offset: '2024-05-01T10:00:00'",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": "last tuesday"},
+            "samples[0].ts: not an RFC 3339 timestamp: 'last tuesday'",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": "1714557600000"},
+            "samples[0].ts: not an RFC 3339 timestamp: '1714557600000'",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": True},
+            "samples[0].ts: must be RFC 3339 text or epoch milliseconds, not a boolean",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": -1},
+            "samples[0].ts: epoch milliseconds must be a finite, non-negative number",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": float("inf")},
+            "samples[0].ts: epoch milliseconds must be a finite, non-negative number",
+        ),
+        (
+            {"name": "m", "value": 1, "ts": {"ms": 1}},
+            "samples[0].ts: must be RFC 3339 text or epoch milliseconds",
+        ),
         ("m 1", "samples[0]: must be an object"),
         (None, "samples[0]: must be an object"),
     ],
@@ -277,8 +325,13 @@ def test_parse_ts_directly() -> None:
 
 
 def _fields(sample: object) -> tuple[object, ...]:
-    return (sample.series_id, sample.name, dict(sample.labels),  # type: ignore[attr-defined]
-            sample.ts_ms, sample.value)  # type: ignore[attr-defined]
+    return (
+        sample.series_id,
+        sample.name,
+        dict(sample.labels),  # type: ignore[attr-defined]
+        sample.ts_ms,
+        sample.value,
+    )  # type: ignore[attr-defined]
 
 
 def test_encode_decode_batch_round_trip() -> None:
@@ -303,9 +356,19 @@ def test_encode_decode_batch_round_trip() -> None:
     assert str(batch.samples[3].value) == "-0.0"
     assert batch.samples[5].series_id == batch.samples[0].series_id
     # the same as what the generated protobuf classes make of the same samples
-    reference = MetricBatch(source_event_id="ev-42", samples=[
-        Sample(series_id=s.series_id, name=s.name, labels=dict(s.labels), ts_ms=s.ts_ms,
-               value=s.value) for s in parsed.samples])
+    reference = MetricBatch(
+        source_event_id="ev-42",
+        samples=[
+            Sample(
+                series_id=s.series_id,
+                name=s.name,
+                labels=dict(s.labels),
+                ts_ms=s.ts_ms,
+                value=s.value,
+            )
+            for s in parsed.samples
+        ],
+    )
     assert batch == reference
 
 
@@ -320,12 +383,22 @@ def test_decode_of_an_empty_batch() -> None:
 
 
 def test_log_records_are_normalized() -> None:
-    records, errors, kept = parse_log_batch({"records": [
-        {"message": "started", "level": "INFO", "labels": {"pod": "web-1"},
-         "ts": "2024-05-01T09:00:00Z"},
-        {"message": "disk almost full", "level": "Warning", "ts": NOW_MS - 1},
-        {"message": "no level, no ts"},
-    ]}, source="/k8s/cluster-a", now_ms=NOW_MS)
+    records, errors, kept = parse_log_batch(
+        {
+            "records": [
+                {
+                    "message": "started",
+                    "level": "INFO",
+                    "labels": {"pod": "web-1"},
+                    "ts": "2024-05-01T09:00:00Z",
+                },
+                {"message": "disk almost full", "level": "Warning", "ts": NOW_MS - 1},
+                {"message": "no level, no ts"},
+            ]
+        },
+        source="/k8s/cluster-a",
+        now_ms=NOW_MS,
+    )
     assert errors == []
     assert kept == [0, 1, 2]
     first, second, third = records
@@ -339,8 +412,9 @@ def test_log_records_are_normalized() -> None:
 
 @pytest.mark.parametrize("level", sorted(LEVELS))
 def test_every_level_is_accepted_in_any_case(level: str) -> None:
-    records, errors, _ = parse_log_batch({"records": [{"message": "m", "level": level.upper()}]},
-                                         source="s", now_ms=NOW_MS)
+    records, errors, _ = parse_log_batch(
+        {"records": [{"message": "m", "level": level.upper()}]}, source="s", now_ms=NOW_MS
+    )
     assert errors == []
     assert records[0].level == level
 
@@ -350,17 +424,23 @@ def test_log_levels_are_the_usual_ones() -> None:
 
 
 def test_bad_log_records_get_their_reasons_with_their_index() -> None:
-    records, errors, kept = parse_log_batch({"records": [
-        {"message": "good"},
-        {"level": "info"},
-        {"message": ""},
-        {"message": 42},
-        {"message": "m", "level": "verbose"},
-        {"message": "m", "labels": {"k": 1}},
-        {"message": "m", "labels": ["k"]},
-        "just text",
-        {"message": "also good", "level": "error"},
-    ]}, source="s", now_ms=NOW_MS)
+    records, errors, kept = parse_log_batch(
+        {
+            "records": [
+                {"message": "good"},
+                {"level": "info"},
+                {"message": ""},
+                {"message": 42},
+                {"message": "m", "level": "verbose"},
+                {"message": "m", "labels": {"k": 1}},
+                {"message": "m", "labels": ["k"]},
+                "just text",
+                {"message": "also good", "level": "error"},
+            ]
+        },
+        source="s",
+        now_ms=NOW_MS,
+    )
     assert kept == [0, 8]
     assert [r.message for r in records] == ["good", "also good"]
     assert errors == [
@@ -375,11 +455,17 @@ def test_bad_log_records_get_their_reasons_with_their_index() -> None:
 
 
 def test_bad_log_ts_is_refused_with_its_index() -> None:
-    _, errors, kept = parse_log_batch({"records": [
-        {"message": "m", "ts": "2024-05-01T10:00:00"},
-        {"message": "m", "ts": "soon"},
-        {"message": "m", "ts": NOW_MS},
-    ]}, source="s", now_ms=NOW_MS)
+    _, errors, kept = parse_log_batch(
+        {
+            "records": [
+                {"message": "m", "ts": "2024-05-01T10:00:00"},
+                {"message": "m", "ts": "soon"},
+                {"message": "m", "ts": NOW_MS},
+            ]
+        },
+        source="s",
+        now_ms=NOW_MS,
+    )
     assert kept == [2]
     assert len(errors) == 2
     assert errors[0].startswith("records[0].")
@@ -389,8 +475,9 @@ def test_bad_log_ts_is_refused_with_its_index() -> None:
 
 
 def test_long_log_messages_are_truncated_to_64_kib() -> None:
-    records, errors, _ = parse_log_batch({"records": [{"message": "x" * 70_000}]},
-                                         source="s", now_ms=NOW_MS)
+    records, errors, _ = parse_log_batch(
+        {"records": [{"message": "x" * 70_000}]}, source="s", now_ms=NOW_MS
+    )
     assert errors == []
     assert len(records[0].message) == 64 * 1024
 
@@ -432,11 +519,15 @@ def test_precheck_forwards_only_the_good_samples() -> None:
     event = _batch_event("io.opsline.metric.batch", data)
     checked = precheck(event)
     assert checked.event is not None
-    assert checked.errors == ["samples[1].value: not a number (str)",
-                              "samples[3].ts: more than 10 minutes in the future"]
+    assert checked.errors == [
+        "samples[1].value: not a number (str)",
+        "samples[3].ts: more than 10 minutes in the future",
+    ]
     forwarded = checked.event.json()
-    assert forwarded == {"samples": [samples[0], samples[2]],
-                         "meta": {"agent": "x/1.0"}}  # other keys are kept
+    assert forwarded == {
+        "samples": [samples[0], samples[2]],
+        "meta": {"agent": "x/1.0"},
+    }  # other keys are kept
     assert checked.event.id == event.id and checked.event.type == event.type
 
 
@@ -450,8 +541,9 @@ def test_precheck_leaves_a_fully_good_batch_byte_for_byte() -> None:
 
 
 def test_precheck_refuses_a_batch_with_nothing_usable() -> None:
-    checked = precheck(_batch_event("io.opsline.metric.batch",
-                                    {"samples": [{"name": "a"}, {"value": 1}]}))
+    checked = precheck(
+        _batch_event("io.opsline.metric.batch", {"samples": [{"name": "a"}, {"value": 1}]})
+    )
     assert checked.event is None
     assert checked.errors == ["samples[0].value: missing", "samples[1].name: missing"]
 
@@ -467,8 +559,9 @@ def test_precheck_of_log_batches() -> None:
     checked = precheck(_batch_event("io.opsline.log.batch", data))
     assert checked.event is not None
     assert checked.errors == ["records[1].message: missing, or not a string"]
-    assert checked.event.json() == {"records": [{"message": "ok"},
-                                                {"message": "fine", "level": "error"}]}
+    assert checked.event.json() == {
+        "records": [{"message": "ok"}, {"message": "fine", "level": "error"}]
+    }
 
     none = precheck(_batch_event("io.opsline.log.batch", {"records": [{"level": "info"}]}))
     assert (none.event, none.errors) == (None, ["records[0].message: missing, or not a string"])
@@ -477,31 +570,41 @@ def test_precheck_of_log_batches() -> None:
 
 
 def test_precheck_refuses_metric_batches_that_are_not_json() -> None:
-    as_text = precheck(_batch_event("io.opsline.metric.batch", b"a 1",
-                                    datacontenttype="text/plain"))
+    as_text = precheck(
+        _batch_event("io.opsline.metric.batch", b"a 1", datacontenttype="text/plain")
+    )
     assert as_text.event is None
     assert as_text.errors == ["io.opsline.metric.batch data must be JSON, not 'text/plain'"]
 
-    broken = precheck(_batch_event("io.opsline.metric.batch", b"{\"samples\": [",
-                                   datacontenttype="application/json"))
+    broken = precheck(
+        _batch_event(
+            "io.opsline.metric.batch", b'{"samples": [', datacontenttype="application/json"
+        )
+    )
     assert broken.event is None
     assert len(broken.errors) == 1 and broken.errors[0].startswith("data is not valid JSON")
 
 
-@pytest.mark.parametrize("type_", ["io.opsline.metric.points", "io.opsline.whatever",
-                                   "io.opsline.log.records"])
+@pytest.mark.parametrize(
+    "type_", ["io.opsline.metric.points", "io.opsline.whatever", "io.opsline.log.records"]
+)
 def test_precheck_refuses_unknown_reserved_types(type_: str) -> None:
     checked = precheck(_batch_event(type_, {"samples": []}))
     assert checked.event is None
     assert len(checked.errors) == 1
-    assert checked.errors[0].startswith(f"unknown event type {type_!r}: the io.opsline.* "
-                                        "namespace is reserved")
+    assert checked.errors[0].startswith(
+        f"unknown event type {type_!r}: the io.opsline.* namespace is reserved"
+    )
 
 
 @pytest.mark.parametrize(
     ("data", "ct"),
-    [({"anything": [1, 2]}, None), (b"\x00\xffbinary", "application/octet-stream"),
-     (b"{not json", "application/json"), (None, None)],
+    [
+        ({"anything": [1, 2]}, None),
+        (b"\x00\xffbinary", "application/octet-stream"),
+        (b"{not json", "application/json"),
+        (None, None),
+    ],
 )
 def test_precheck_passes_other_types_untouched(data: object, ct: str | None) -> None:
     event = _batch_event("com.github.push", data, datacontenttype=ct)
