@@ -135,6 +135,7 @@ class Worker:
         decode: bool = True,
         max_records: int = 500,
         max_attempts: int = 3,
+        start_at: str = "earliest",
     ) -> None:
         self.name = name
         self.service = service
@@ -146,6 +147,7 @@ class Worker:
         self.decode = decode
         self.max_records = max_records
         self.max_attempts = max_attempts
+        self.start_at = start_at  # where a new group starts: earliest, or latest for live tails
         self.joined = asyncio.Event()
         self.processed = 0
         self._metrics = get_metrics()
@@ -191,7 +193,7 @@ class Worker:
                 group_id=self.group_id,
                 client_id=f"{self.service}-{self.name}",
                 enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                auto_offset_reset=self.start_at,
                 max_partition_fetch_bytes=8 << 20,
                 fetch_max_bytes=32 << 20,
                 session_timeout_ms=30000,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import httpx
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from libs.events import topics as t
 from libs.events.envelope import (
@@ -17,8 +17,8 @@ from libs.events.envelope import (
     from_structured,
 )
 from libs.events.publisher import Publisher
-from libs.observability.metrics import get_metrics
 from libs.telemetry.precheck import precheck
+from services.gateway import stream as live
 from services.gateway.deps import CurrentCaller
 
 STRUCTURED = "application/cloudevents+json"
@@ -120,8 +120,6 @@ async def post_events(request: Request, caller: CurrentCaller) -> JSONResponse:
             await asyncio.gather(*futures)
         except Exception as exc:
             raise HTTPException(503, f"could not hand the events to Kafka: {exc}") from None
-    metrics = get_metrics()
-    metrics.consumed.labels("http:/v1/events", "accepted").inc(len(accepted))
     if not accepted:
         return JSONResponse(
             {"detail": "no event accepted", "accepted": [], "rejected": rejected},
@@ -169,3 +167,23 @@ def _detail(response: httpx.Response) -> Any:
         return response.json().get("detail", response.text)
     except ValueError:
         return response.text[:500]
+
+
+@router.get(
+    "/events/stream", summary="Live events (Server-Sent Events), filtered by type and subject"
+)
+async def events_stream(
+    request: Request,
+    caller: CurrentCaller,
+    type: Annotated[
+        list[str], Query(description="event type prefix, may repeat (io.opsline.build.)")
+    ] = [],
+    subject: Annotated[str | None, Query(max_length=500)] = None,
+) -> StreamingResponse:
+    hub: live.EventHub = request.app.state.hub
+    sub = hub.subscribe(tuple(type), subject)
+    return StreamingResponse(
+        live.stream(hub, sub),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

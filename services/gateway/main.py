@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from fastapi import FastAPI
 from libs import db
 from libs.config import CommonSettings
 from libs.events.publisher import Publisher, connect_backbone, topic_guard
+from libs.events.worker import Worker
 from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
 from libs.runtime import ServiceRuntime, add_ops_routes, serve
 from services.gateway import api, service
+from services.gateway import stream as live
 from services.gateway.models import ApiToken
 from services.gateway.settings import AdminTokenSettings, GatewaySettings
 
@@ -48,6 +51,17 @@ def create_app(
     state: dict[str, bool] = {"database": False, "kafka": False}
     peer_state: dict[str, bool] = dict.fromkeys(peers, False)
     http = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+    hub = live.EventHub()
+    tail = Worker(
+        name="live-events",
+        service=NAME,
+        bootstrap=common.kafka_bootstrap,
+        group_id=settings.stream_group_id or f"gateway-{socket.gethostname()}-{settings.port}",
+        topics=live.STREAM_TOPICS,
+        handler=hub.on_events,
+        publisher=publisher,
+        start_at="latest",
+    )
 
     async def start_database(stop: asyncio.Event) -> None:
         if not await db.wait_for_database(engine, stop):
@@ -70,6 +84,8 @@ def create_app(
             partitions=common.topic_partitions,
             stop=stop,
         )
+        if state["kafka"]:
+            runtime.spawn(tail.name, tail.run)
 
     async def watch_peers(stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -106,6 +122,7 @@ def create_app(
     )
     runtime.check("database", lambda: state["database"])
     runtime.check("kafka", lambda: state["kafka"])
+    runtime.check("live-events", lambda: tail.ready)
     for name in peers:
         runtime.check(name, functools.partial(peer_state.__getitem__, name))
     add_ops_routes(app, runtime)
@@ -114,6 +131,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.publisher = publisher
     app.state.http = http
+    app.state.hub = hub
     app.state.token_cache = {}
     app.state.internal_headers = (
         {"Authorization": f"Bearer {common.internal_token.get_secret_value()}"}

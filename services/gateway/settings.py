@@ -21,7 +21,9 @@ class GatewaySettings(BaseSettings):
     peers: str = DEFAULT_PEERS
     max_body_bytes: int = 5 * 1024 * 1024
     upstream_timeout_s: float = 10.0
-    group_id: str = "gateway"
+    # The live-events tail is a broadcast: each replica needs a group of its own.
+    # Empty: gateway-<hostname>-<port>.
+    stream_group_id: str = ""
 
     def peer_urls(self) -> dict[str, str]:
         out = {}

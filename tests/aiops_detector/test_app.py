@@ -40,13 +40,21 @@ async def test_agent_folds_each_sample_into_its_series_state(tmp_path: Path) -> 
     app = create_app(DetectorSettings(), CommonSettings(home=tmp_path))
     app.finalize()
     agent = next(iter(app.agents.values()))
-    parsed = parse_metric_batch({"samples": [
-        {"name": "cpu", "labels": {"app": "shop"}, "value": 1.0, "ts": 1000},
-        {"name": "cpu", "labels": {"app": "shop"}, "value": 3.0, "ts": 2000},
-        {"name": "cpu", "labels": {"app": "cart"}, "value": 7.0, "ts": 1000},
-    ]})
-    event = CloudEvent.create(type=t.METRIC_POINTS, source="tests", datacontenttype=PROTOBUF,
-                              data=encode_batch(parsed.samples, source_event_id="e1"))
+    parsed = parse_metric_batch(
+        {
+            "samples": [
+                {"name": "cpu", "labels": {"app": "shop"}, "value": 1.0, "ts": 1000},
+                {"name": "cpu", "labels": {"app": "shop"}, "value": 3.0, "ts": 2000},
+                {"name": "cpu", "labels": {"app": "cart"}, "value": 7.0, "ts": 1000},
+            ]
+        }
+    )
+    event = CloudEvent.create(
+        type=t.METRIC_POINTS,
+        source="tests",
+        datacontenttype=PROTOBUF,
+        data=encode_batch(parsed.samples, source_event_id="e1"),
+    )
     _, value, headers = to_kafka(event)
     table = app.stats_table  # type: ignore[attr-defined]
     async with agent.test_context() as ctx:
