@@ -129,7 +129,7 @@ def write_config(stack: Stack) -> Path:
         f"childlogdir={home}/logs",
         "loglevel=info",
         *(
-            ["logfile=/dev/stdout", "logfile_maxbytes=0"]
+            ["logfile=/dev/null", "logfile_maxbytes=0"]  # nodaemon echoes it to the terminal
             if stack.console
             else [f"logfile={home}/logs/supervisord.log"]
         ),
