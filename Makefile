@@ -36,13 +36,16 @@ bench: setup ## benchmarks; results in bench/RESULTS.md
 	$(BIN)/python -m bench
 
 lint: setup
-	$(BIN)/ruff check libs services tests bench
-	$(BIN)/ruff format --check libs services tests bench
-	$(BIN)/mypy libs services
+	$(BIN)/ruff check libs services opsline tests bench
+	$(BIN)/ruff format --check libs services opsline tests bench
+	$(BIN)/mypy libs services opsline
 
 proto: ## regenerate libs/schemas from proto/ (grpcio-tools: protoc + the upb runtime)
 	$(BIN)/python -m grpc_tools.protoc -I proto -I $(PROTO_INCLUDE) \
 		--python_out=libs/schemas --pyi_out=libs/schemas proto/opsline/v1/*.proto
+	@# protoc writes imports from the proto root; ours live under libs.schemas
+	sed -i 's/^from opsline\.v1 import/from libs.schemas.opsline.v1 import/' \
+		libs/schemas/opsline/v1/*_pb2.py libs/schemas/opsline/v1/*_pb2.pyi
 
 lock: ## re-resolve the pinned dependency locks from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -18,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from libs import db
 from libs.config import CommonSettings
+from libs.db.migrate import upgrade
 from libs.events.idempotency import ProcessedEvent, already_processed, mark_processed
 from libs.events.outbox import OutboxMessage, OutboxRelay
 from libs.events.publisher import Publisher, connect_backbone, topic_guard
@@ -38,6 +40,7 @@ def create_member_app(
     topics: list[str],
     handler: MemberHandler,
     tables: Sequence[type[SQLModel]] = (),
+    migrations: Path | None = None,
 ) -> FastAPI:
     runtime = ServiceRuntime(name)
     engine = db.create_engine(database_url or f"sqlite:///{common.home}/{name}.db")
@@ -62,7 +65,10 @@ def create_member_app(
     async def start(stop: asyncio.Event) -> None:
         if not await db.wait_for_database(engine, stop):
             return
-        await db.create_tables(engine, [OutboxMessage, ProcessedEvent, *tables])
+        if migrations is not None:  # Alembic owns the schema, outbox tables included
+            await upgrade(engine, migrations, lock=f"opsline-{name}-migrations")
+        else:
+            await db.create_tables(engine, [OutboxMessage, ProcessedEvent, *tables])
         state["database"] = True
         if not await connect_backbone(
             publisher,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from libs.testing.stack import RunningStack, start_stack
+from tests.dbservers import mariadb_server, postgres_server  # noqa: F401  (shared fixtures)
 
 PORT_OFFSET = int(os.environ.get("OPSLINE_TEST_PORT_OFFSET", "10000"))
 

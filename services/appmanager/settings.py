@@ -11,3 +11,6 @@ class AppmanagerSettings(BaseSettings):
     # SQLite under OPSLINE_HOME unless set (postgresql://…, mysql://… also work).
     database_url: str | None = None
     group_id: str = "appmanager"
+    # Folders a market may live in (comma-separated). A market is written by the service,
+    # so API callers may not point it anywhere else. Empty: OPSLINE_HOME/markets.
+    market_roots: str = ""

@@ -1,0 +1,3 @@
+from opsline.cli import app
+
+app(prog_name="opsline")

@@ -1,0 +1,172 @@
+"""The catalogue API (internal: the gateway forwards /v1/apps…, /v1/builds… here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from services.appmanager import market, service
+from services.appmanager import spec as specs
+
+
+class MarketRequest(BaseModel):
+    market: str = Field(min_length=1, max_length=2000, description="file:///path/to/market")
+    app: str = Field(pattern=specs.NAME)
+    version: str = Field(pattern=specs.SEMVER.pattern)
+
+
+class BuildRequest(BaseModel):
+    component: str | None = Field(default=None, max_length=63)
+    version: str | None = Field(default=None, max_length=40)
+
+
+def _sessions(request: Request) -> Any:
+    return request.app.state.sessions
+
+
+def build_router(*, guard: Any, market_roots: list[Path]) -> APIRouter:
+    router = APIRouter(prefix="/internal/v1", dependencies=[Depends(guard)])
+
+    def _folder(url: str) -> Path:
+        try:
+            return market.market_dir(url, market_roots)
+        except market.MarketError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @router.post("/market/publish")
+    async def market_publish(request: Request, body: MarketRequest) -> dict[str, Any]:
+        folder = _folder(body.market)
+        async with _sessions(request)() as session:
+            try:
+                return await market.publish(
+                    session, app=body.app, version=body.version, folder=folder
+                )
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+            except service.Conflict as exc:
+                raise HTTPException(409, str(exc)) from None
+            except market.MarketError as exc:
+                raise HTTPException(422, str(exc)) from None
+
+    @router.get("/market")
+    async def market_list(market_url: Annotated[str, Query(alias="market")]) -> dict[str, Any]:
+        return market.listing(_folder(market_url))
+
+    @router.post("/market/install")
+    async def market_install(request: Request, body: MarketRequest) -> dict[str, Any]:
+        folder = _folder(body.market)
+        async with _sessions(request)() as session:
+            try:
+                result = await market.install(
+                    session, folder=folder, app=body.app, version=body.version
+                )
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+            except service.Conflict as exc:
+                raise HTTPException(409, str(exc)) from None
+            except market.MarketError as exc:
+                raise HTTPException(422, str(exc)) from None
+        request.app.state.relay.wake()
+        return result
+
+    @router.post("/apps:apply")
+    async def apply_app(
+        request: Request,
+        x_opsline_base_dir: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        body = await request.body()
+        if len(body) > specs.MAX_SPEC_BYTES:
+            raise HTTPException(413, f"opsline.yaml is larger than {specs.MAX_SPEC_BYTES} bytes")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(400, "opsline.yaml must be UTF-8 text") from None
+        async with _sessions(request)() as session:
+            try:
+                result = await service.apply(session, text=text, base_dir=x_opsline_base_dir)
+            except specs.SpecError as exc:
+                raise HTTPException(
+                    422, {"message": "invalid opsline.yaml", "errors": exc.errors}
+                ) from None
+            except service.Conflict as exc:
+                raise HTTPException(409, str(exc)) from None
+        request.app.state.relay.wake()
+        return {"app": result.app, "action": result.action, "changes": result.changes}
+
+    @router.get("/apps")
+    async def list_apps(request: Request) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            return {"apps": [service.app_view(a) for a in await service.get_all(session)]}
+
+    @router.get("/apps/{app}")
+    async def get_app(request: Request, app: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            try:
+                return service.app_view(await service.get(session, name=app))
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+
+    @router.get("/apps/{app}/components")
+    async def get_components(request: Request, app: str) -> dict[str, Any]:
+        view = await get_app(request, app)
+        return {"components": view["components"]}
+
+    @router.post("/apps/{app}/builds", status_code=202)
+    async def start_build(
+        request: Request, app: str, body: Annotated[BuildRequest | None, Body()] = None
+    ) -> dict[str, Any]:
+        body = body or BuildRequest()
+        async with _sessions(request)() as session:
+            try:
+                build = await service.request_build(
+                    session, app_name=app, component=body.component, version=body.version
+                )
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+            except service.Conflict as exc:
+                raise HTTPException(409, str(exc)) from None
+        request.app.state.relay.wake()
+        return {"build_id": build.id, "version": build.version, "status": build.status}
+
+    @router.get("/apps/{app}/builds")
+    async def list_builds(request: Request, app: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            try:
+                builds = await service.list_builds(session, app_name=app)
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+        return {"builds": [service.build_view(b) for b in builds]}
+
+    @router.get("/builds/{build_id}")
+    async def get_build(request: Request, build_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            try:
+                return service.build_view(await service.get_build(session, build_id=build_id))
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+
+    @router.post("/builds/{build_id}/cancel", status_code=202)
+    async def cancel_build(request: Request, build_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            try:
+                build = await service.cancel_build(session, build_id=build_id)
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+            except service.Conflict as exc:
+                raise HTTPException(409, str(exc)) from None
+        request.app.state.relay.wake()
+        return {"build_id": build.id, "status": "CANCEL_REQUESTED"}
+
+    @router.get("/apps/{app}/packages")
+    async def list_packages(request: Request, app: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            try:
+                packages = await service.list_packages(session, app_name=app)
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+        return {"packages": [service.package_view(p) for p in packages]}
+
+    return router

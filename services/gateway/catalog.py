@@ -1,0 +1,133 @@
+"""/v1 routes the application catalogue answers: forwarded to appmanager's API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Body, HTTPException, Path, Request, Response
+from pydantic import BaseModel, Field
+
+from services.gateway.api import read_body
+from services.gateway.deps import CurrentCaller
+
+router = APIRouter(prefix="/v1", tags=["catalogue"])
+_FORWARDED_HEADERS = ("content-type", "x-opsline-base-dir", "traceparent", "tracestate")
+
+
+AppName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+BuildId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
+
+
+class BuildRequest(BaseModel):
+    component: str | None = Field(default=None, description="build only this component")
+    version: str | None = Field(default=None, description="MAJOR.MINOR.PATCH; default next patch")
+
+
+async def forward(request: Request, peer: str, path: str) -> Response:
+    """Send the request on to the owner's internal API and hand back its answer."""
+    state = request.app.state
+    base = state.settings.peer_urls().get(peer)
+    if not base:
+        raise HTTPException(503, f"no {peer} peer configured (OPSLINE_GATEWAY_PEERS)")
+    body = await read_body(request, state.settings.max_body_bytes)
+    # raw bytes: a base dir may hold non-ASCII characters, which text headers cannot carry
+    headers: dict[bytes, bytes] = {
+        k.encode(): v.encode("latin-1")
+        for k, v in request.headers.items()
+        if k in _FORWARDED_HEADERS
+    }
+    headers.update({k.encode(): v.encode() for k, v in state.internal_headers.items()})
+    client: httpx.AsyncClient = state.http
+    try:
+        upstream = await client.request(
+            request.method,
+            f"{base}/internal/v1{path}",
+            content=body,
+            headers=headers,
+            params=list(request.query_params.multi_items()),
+        )
+    except httpx.HTTPError as exc:
+        raise HTTPException(503, f"{peer} unreachable: {exc}") from None
+    if upstream.status_code >= 500:
+        raise HTTPException(502, f"{peer} failed: {upstream.text[:500]}")
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type"),
+    )
+
+
+@router.post("/apps:apply", summary="Create or update an app from opsline.yaml (the body)")
+async def apply_app(request: Request, caller: CurrentCaller) -> Response:
+    return await forward(request, "appmanager", "/apps:apply")
+
+
+@router.get("/apps", summary="All apps")
+async def list_apps(request: Request, caller: CurrentCaller) -> Response:
+    return await forward(request, "appmanager", "/apps")
+
+
+@router.get("/apps/{app}", summary="One app, with its components and parameters")
+async def get_app(request: Request, caller: CurrentCaller, app: AppName) -> Response:
+    return await forward(request, "appmanager", f"/apps/{app}")
+
+
+@router.get("/apps/{app}/components", summary="An app's components")
+async def get_components(request: Request, caller: CurrentCaller, app: AppName) -> Response:
+    return await forward(request, "appmanager", f"/apps/{app}/components")
+
+
+@router.post("/apps/{app}/builds", status_code=202, summary="Build an app (or one component)")
+async def start_build(
+    request: Request,
+    caller: CurrentCaller,
+    app: AppName,
+    body: Annotated[BuildRequest | None, Body()] = None,
+) -> Response:
+    return await forward(request, "appmanager", f"/apps/{app}/builds")
+
+
+@router.get("/apps/{app}/builds", summary="An app's builds, newest first")
+async def list_builds(request: Request, caller: CurrentCaller, app: AppName) -> Response:
+    return await forward(request, "appmanager", f"/apps/{app}/builds")
+
+
+@router.get("/builds/{build_id}", summary="A build: status, steps with their logs, artifacts")
+async def get_build(request: Request, caller: CurrentCaller, build_id: BuildId) -> Response:
+    return await forward(request, "appmanager", f"/builds/{build_id}")
+
+
+@router.post("/builds/{build_id}/cancel", status_code=202, summary="Cancel a build")
+async def cancel_build(request: Request, caller: CurrentCaller, build_id: BuildId) -> Response:
+    return await forward(request, "appmanager", f"/builds/{build_id}/cancel")
+
+
+@router.get("/apps/{app}/packages", summary="An app's package versions, newest first")
+async def list_packages(request: Request, caller: CurrentCaller, app: AppName) -> Response:
+    return await forward(request, "appmanager", f"/apps/{app}/packages")
+
+
+class MarketRequest(BaseModel):
+    market: str = Field(description="file:///path/to/market (inside the allowed market folders)")
+    app: str
+    version: str
+
+
+@router.post("/market/publish", summary="Publish a package version to a market")
+async def market_publish(
+    request: Request, caller: CurrentCaller, body: Annotated[MarketRequest, Body()]
+) -> Response:
+    return await forward(request, "appmanager", "/market/publish")
+
+
+@router.get("/market", summary="The package versions in a market")
+async def market_list(request: Request, caller: CurrentCaller, market: str) -> Response:
+    return await forward(request, "appmanager", "/market")
+
+
+@router.post("/market/install", summary="Install a package version from a market")
+async def market_install(
+    request: Request, caller: CurrentCaller, body: Annotated[MarketRequest, Body()]
+) -> Response:
+    return await forward(request, "appmanager", "/market/install")
