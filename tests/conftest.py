@@ -12,6 +12,7 @@ import pytest
 
 from libs.testing.stack import RunningStack, start_stack
 from tests.dbservers import mariadb_server, postgres_server  # noqa: F401  (shared fixtures)
+from tests.s3server import aws_env, s3_endpoint  # noqa: F401  (shared fixtures)
 
 PORT_OFFSET = int(os.environ.get("OPSLINE_TEST_PORT_OFFSET", "10000"))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from libs.objectstore import ObjectStore
 from services.appmanager import market, service
 from services.appmanager import spec as specs
 
@@ -27,12 +28,12 @@ def _sessions(request: Request) -> Any:
     return request.app.state.sessions
 
 
-def build_router(*, guard: Any, market_roots: list[Path]) -> APIRouter:
+def build_router(*, guard: Any, market_roots: list[str]) -> APIRouter:
     router = APIRouter(prefix="/internal/v1", dependencies=[Depends(guard)])
 
-    def _folder(url: str) -> Path:
+    def _folder(url: str) -> ObjectStore:
         try:
-            return market.market_dir(url, market_roots)
+            return market.market_store(url, market_roots)
         except market.MarketError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -42,7 +43,7 @@ def build_router(*, guard: Any, market_roots: list[Path]) -> APIRouter:
         async with _sessions(request)() as session:
             try:
                 return await market.publish(
-                    session, app=body.app, version=body.version, folder=folder
+                    session, app=body.app, version=body.version, store=folder
                 )
             except service.NotFound as exc:
                 raise HTTPException(404, str(exc)) from None
@@ -53,7 +54,10 @@ def build_router(*, guard: Any, market_roots: list[Path]) -> APIRouter:
 
     @router.get("/market")
     async def market_list(market_url: Annotated[str, Query(alias="market")]) -> dict[str, Any]:
-        return market.listing(_folder(market_url))
+        try:
+            return await asyncio.to_thread(market.listing, _folder(market_url))
+        except market.MarketError as exc:
+            raise HTTPException(422, str(exc)) from None
 
     @router.post("/market/install")
     async def market_install(request: Request, body: MarketRequest) -> dict[str, Any]:
@@ -61,7 +65,7 @@ def build_router(*, guard: Any, market_roots: list[Path]) -> APIRouter:
         async with _sessions(request)() as session:
             try:
                 result = await market.install(
-                    session, folder=folder, app=body.app, version=body.version
+                    session, store=folder, app=body.app, version=body.version
                 )
             except service.NotFound as exc:
                 raise HTTPException(404, str(exc)) from None

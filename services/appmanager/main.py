@@ -32,11 +32,15 @@ def create_app(settings: AppmanagerSettings, common: CommonSettings) -> FastAPI:
         tables=TABLES,
         migrations=MIGRATIONS,
     )
-    roots = [Path(r).resolve() for r in settings.market_roots.split(",") if r.strip()]
+    roots = [
+        r.strip() if "://" in r else Path(r.strip()).resolve().as_uri()
+        for r in settings.market_roots.split(",")
+        if r.strip()
+    ]
     app.include_router(
         api.build_router(
             guard=internal_token_guard(common.internal_token),
-            market_roots=roots or [(common.home / "markets").resolve()],
+            market_roots=roots or [(common.home / "markets").resolve().as_uri()],
         )
     )
     return app

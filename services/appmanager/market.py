@@ -1,17 +1,17 @@
-"""Markets: a static folder of published package versions, with an index (like a Helm repo).
+"""Markets: published package versions in a folder or an S3 bucket, with an index.
 
-Layout: <market>/index.json and <market>/<app>/<version>/<component>.<ext>. Publishing
-copies each artifact and checks its digest; installing checks the digests again and
-records the package in this catalogue, its artifacts pointing into the market.
+Layout (like a Helm repository): <market>/index.json and
+<market>/<app>/<version>/<component>.<ext>. Publishing copies each artifact and checks
+its digest; installing checks the digests again and records the package in this
+catalogue, its artifacts pointing into the market. File I/O runs in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,28 +26,43 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from libs.events import topics as t
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import add_to_outbox
+from libs.objectstore import ObjectStore, ObjectStoreError, open_store
 from services.appmanager import service
 from services.appmanager.models import App, PackageVersion
 
 _EXT = {"tar.gz": "tar.gz", "helm-chart": "tgz"}
+INDEX = "index.json"
 
 
 class MarketError(ValueError):
     pass
 
 
-def market_dir(url: str, roots: list[Path]) -> Path:
-    """The market's folder, if the URL is file:// (or a path) inside an allowed root."""
+def market_store(url: str, roots: list[str]) -> ObjectStore:
+    """The market's store, if the URL is inside one of the allowed market locations.
+
+    A market is written by this service, so callers may not point it anywhere else.
+    """
     parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        raise MarketError("s3:// markets are not supported yet: use a folder (file:///…)")
-    if parsed.scheme not in ("", "file"):
-        raise MarketError(f"market URL {url!r}: use file:///path/to/market")
-    path = Path(parsed.path if parsed.scheme == "file" else url).resolve()
-    if not any(path == r or r in path.parents for r in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise MarketError(f"market {path} is outside the allowed market folders ({allowed})")
-    return path
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme == "file" else url).resolve()
+        canonical = path.as_uri()
+    elif parsed.scheme == "s3":
+        canonical = url.split("?", 1)[0].rstrip("/")
+    else:
+        raise MarketError(f"market URL {url!r}: use file:///path/to/market or s3://bucket/prefix")
+    for root in roots:
+        root = root.rstrip("/")
+        if canonical == root or canonical.startswith(root + "/"):
+            break
+    else:
+        raise MarketError(
+            f"market {canonical} is outside the allowed market locations ({', '.join(roots)})"
+        )
+    try:
+        return open_store(canonical if parsed.scheme in ("", "file") else url)
+    except ValueError as exc:
+        raise MarketError(str(exc)) from None
 
 
 def _sha256(path: Path) -> str:
@@ -59,74 +74,85 @@ def _sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("w") as fh:
+def _locked(store: ObjectStore) -> Iterator[None]:
+    """Serialize index updates on a folder market (on S3 the last writer wins)."""
+    root = getattr(store, "root", None)
+    if root is None:
+        yield
+        return
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with (Path(root) / ".lock").open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
 
-def read_index(folder: Path) -> dict[str, Any]:
-    index = folder / "index.json"
-    if not index.exists():
-        return {"packages": []}
-    return orjson.loads(index.read_bytes())  # type: ignore[no-any-return]
+def read_index(store: ObjectStore) -> dict[str, Any]:
+    try:
+        if not store.exists(INDEX):
+            return {"packages": []}
+        return orjson.loads(store.get_bytes(INDEX))  # type: ignore[no-any-return]
+    except ObjectStoreError as exc:
+        raise MarketError(f"cannot read the market index: {exc}") from None
 
 
-def _write_index(folder: Path, index: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(orjson.dumps(index, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, folder / "index.json")
-
-
-def _local(uri: str) -> Path:
+def _fetch(uri: str, dest: Path) -> None:
+    """Copy an artifact (a file:// or s3:// URI) to a local file."""
     parsed = urlparse(uri)
-    if parsed.scheme != "file":
-        raise MarketError(
-            f"artifact {uri} is not a local file; only file:// artifacts can be published for now"
-        )
-    return Path(parsed.path)
+    if parsed.scheme == "file":
+        source = open_store("file:///")
+    elif parsed.scheme == "s3":
+        source = open_store(f"s3://{parsed.netloc}")
+    else:
+        raise MarketError(f"artifact {uri}: only file:// and s3:// artifacts can be published")
+    source.download(uri, dest)
 
 
-async def publish(session: AsyncSession, *, app: str, version: str, folder: Path) -> dict[str, Any]:
+def _publish(store: ObjectStore, entry: dict[str, Any], artifacts: list[dict[str, Any]]) -> None:
+    app, version = entry["app"], entry["version"]
+    with _locked(store), tempfile.TemporaryDirectory() as tmp:
+        index = read_index(store)
+        if any(p["app"] == app and p["version"] == version for p in index["packages"]):
+            raise service.Conflict(f"{app} {version} is already in this market")
+        for artifact in artifacts:
+            if artifact.get("kind") == "image":
+                entry["artifacts"].append(dict(artifact))
+                continue
+            local = Path(tmp) / "artifact"
+            _fetch(artifact["uri"], local)
+            if _sha256(local) != artifact["digest"]:
+                raise MarketError(f"artifact {artifact['uri']} no longer matches its digest")
+            key = f"{app}/{version}/{artifact['component']}.{_EXT.get(artifact['kind'], 'bin')}"
+            store.put_file(key, local)
+            entry["artifacts"].append({**artifact, "uri": key})
+        index["packages"].append(entry)
+        store.put_bytes(INDEX, orjson.dumps(index, option=orjson.OPT_INDENT_2))
+
+
+async def publish(
+    session: AsyncSession, *, app: str, version: str, store: ObjectStore
+) -> dict[str, Any]:
     rows = await session.exec(
         select(PackageVersion).where(PackageVersion.app == app, PackageVersion.version == version)
     )
     package = rows.first()
     if package is None:
         raise service.NotFound(f"app {app!r} has no package version {version}")
-    artifacts = orjson.loads(package.artifacts)
-    entry = {
+    entry: dict[str, Any] = {
         "app": app,
         "version": version,
         "published_at": datetime.now(UTC).isoformat(),
         "spec": orjson.loads(package.spec),
         "artifacts": [],
     }
-    with _locked(folder):
-        index = read_index(folder)
-        if any(p["app"] == app and p["version"] == version for p in index["packages"]):
-            raise service.Conflict(f"{app} {version} is already in this market")
-        target = folder / app / version
-        target.mkdir(parents=True, exist_ok=True)
-        for artifact in artifacts:
-            if artifact.get("kind") == "image":
-                entry["artifacts"].append({**artifact})
-                continue
-            source = _local(artifact["uri"])
-            if _sha256(source) != artifact["digest"]:
-                raise MarketError(f"artifact {source} no longer matches its digest")
-            name = f"{artifact['component']}.{_EXT.get(artifact['kind'], 'bin')}"
-            shutil.copyfile(source, target / name)
-            entry["artifacts"].append({**artifact, "uri": f"{app}/{version}/{name}"})
-        index["packages"].append(entry)
-        _write_index(folder, index)
+    try:
+        await asyncio.to_thread(_publish, store, entry, orjson.loads(package.artifacts))
+    except ObjectStoreError as exc:
+        raise MarketError(str(exc)) from None
     return {"app": app, "version": version, "published_at": entry["published_at"]}
 
 
-def listing(folder: Path) -> dict[str, Any]:
-    packages = read_index(folder)["packages"]
+def listing(store: ObjectStore) -> dict[str, Any]:
+    packages = read_index(store)["packages"]
     return {
         "packages": [
             {"app": p["app"], "version": p["version"], "published_at": p["published_at"]}
@@ -135,24 +161,34 @@ def listing(folder: Path) -> dict[str, Any]:
     }
 
 
-async def install(session: AsyncSession, *, folder: Path, app: str, version: str) -> dict[str, Any]:
+def _verified(store: ObjectStore, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    artifacts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact in entry["artifacts"]:
+            if artifact.get("kind") == "image":
+                artifacts.append(artifact)
+                continue
+            local = Path(tmp) / "artifact"
+            try:
+                store.download(artifact["uri"], local)
+            except (ObjectStoreError, ValueError) as exc:
+                raise MarketError(f"market artifact {artifact['uri']} is missing: {exc}") from None
+            if _sha256(local) != artifact["digest"]:
+                raise MarketError(f"market artifact {artifact['uri']} does not match its digest")
+            artifacts.append({**artifact, "uri": store.uri(artifact["uri"])})
+    return artifacts
+
+
+async def install(
+    session: AsyncSession, *, store: ObjectStore, app: str, version: str
+) -> dict[str, Any]:
+    index = await asyncio.to_thread(read_index, store)
     entry = next(
-        (p for p in read_index(folder)["packages"] if p["app"] == app and p["version"] == version),
-        None,
+        (p for p in index["packages"] if p["app"] == app and p["version"] == version), None
     )
     if entry is None:
         raise service.NotFound(f"the market has no {app} {version}")
-    artifacts = []
-    for artifact in entry["artifacts"]:
-        if artifact.get("kind") == "image":
-            artifacts.append(artifact)
-            continue
-        path = (folder / artifact["uri"]).resolve()
-        if folder not in path.parents or not path.exists():
-            raise MarketError(f"market artifact {artifact['uri']} is missing")
-        if _sha256(path) != artifact["digest"]:
-            raise MarketError(f"market artifact {artifact['uri']} does not match its digest")
-        artifacts.append({**artifact, "uri": path.as_uri()})
+    artifacts = await asyncio.to_thread(_verified, store, entry)
     existing = (
         await session.exec(
             select(PackageVersion).where(

@@ -11,6 +11,7 @@ class AppmanagerSettings(BaseSettings):
     # SQLite under OPSLINE_HOME unless set (postgresql://…, mysql://… also work).
     database_url: str | None = None
     group_id: str = "appmanager"
-    # Folders a market may live in (comma-separated). A market is written by the service,
-    # so API callers may not point it anywhere else. Empty: OPSLINE_HOME/markets.
+    # Where markets may live, comma-separated: folders (file:///…) or S3 locations
+    # (s3://bucket/prefix). Markets are written by the service, so API callers may not
+    # point one anywhere else. Empty: OPSLINE_HOME/markets.
     market_roots: str = ""
