@@ -76,7 +76,14 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, span_sink: tuple[SpanSink, str]
 ) -> Iterator[RunningStack]:
     home: Path = tmp_path_factory.mktemp("opsline-home")
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": span_sink[1], "OPSLINE_LOG_LEVEL": "INFO"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": span_sink[1],
+        "OPSLINE_LOG_LEVEL": "INFO",
+        # a killed build worker's build is taken back within seconds, not the default 30
+        "OPSLINE_BUILD_HEARTBEAT_S": "1",
+        "OPSLINE_BUILD_HEARTBEAT_TIMEOUT_S": "6",
+        "OPSLINE_APPMANAGER_MARKET_ROOTS": str(home / "markets"),
+    }
     os.environ.pop("OPSLINE_ADMIN_TOKEN", None)
     running = start_stack(home, port_offset=PORT_OFFSET, env=env)
     yield running

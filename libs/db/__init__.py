@@ -70,7 +70,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN")
+            # IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a plain
+            # BEGIN that reads, then writes after another commit fails with "locked" at once.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
