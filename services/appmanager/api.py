@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
@@ -24,6 +26,13 @@ class BuildRequest(BaseModel):
     version: str | None = Field(default=None, max_length=40)
 
 
+@contextlib.contextmanager
+def _http_errors() -> Iterator[None]:
+    """The catalogue's errors as HTTP answers with their reason."""
+    with _http_errors():
+        yield
+
+
 def _sessions(request: Request) -> Any:
     return request.app.state.sessions
 
@@ -32,47 +41,31 @@ def build_router(*, guard: Any, market_roots: list[str]) -> APIRouter:
     router = APIRouter(prefix="/internal/v1", dependencies=[Depends(guard)])
 
     def _folder(url: str) -> ObjectStore:
-        try:
+        with _http_errors():
             return market.market_store(url, market_roots)
-        except market.MarketError as exc:
-            raise HTTPException(422, str(exc)) from None
 
     @router.post("/market/publish")
     async def market_publish(request: Request, body: MarketRequest) -> dict[str, Any]:
         folder = _folder(body.market)
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 return await market.publish(
                     session, app=body.app, version=body.version, store=folder
                 )
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
-            except service.Conflict as exc:
-                raise HTTPException(409, str(exc)) from None
-            except market.MarketError as exc:
-                raise HTTPException(422, str(exc)) from None
 
     @router.get("/market")
     async def market_list(market_url: Annotated[str, Query(alias="market")]) -> dict[str, Any]:
-        try:
+        with _http_errors():
             return await asyncio.to_thread(market.listing, _folder(market_url))
-        except market.MarketError as exc:
-            raise HTTPException(422, str(exc)) from None
 
     @router.post("/market/install")
     async def market_install(request: Request, body: MarketRequest) -> dict[str, Any]:
         folder = _folder(body.market)
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 result = await market.install(
                     session, store=folder, app=body.app, version=body.version
                 )
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
-            except service.Conflict as exc:
-                raise HTTPException(409, str(exc)) from None
-            except market.MarketError as exc:
-                raise HTTPException(422, str(exc)) from None
         request.app.state.relay.wake()
         return result
 
@@ -108,10 +101,8 @@ def build_router(*, guard: Any, market_roots: list[str]) -> APIRouter:
     @router.get("/apps/{app}")
     async def get_app(request: Request, app: str) -> dict[str, Any]:
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 return service.app_view(await service.get(session, name=app))
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
 
     @router.get("/apps/{app}/components")
     async def get_components(request: Request, app: str) -> dict[str, Any]:
@@ -124,53 +115,39 @@ def build_router(*, guard: Any, market_roots: list[str]) -> APIRouter:
     ) -> dict[str, Any]:
         body = body or BuildRequest()
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 build = await service.request_build(
                     session, app_name=app, component=body.component, version=body.version
                 )
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
-            except service.Conflict as exc:
-                raise HTTPException(409, str(exc)) from None
         request.app.state.relay.wake()
         return {"build_id": build.id, "version": build.version, "status": build.status}
 
     @router.get("/apps/{app}/builds")
     async def list_builds(request: Request, app: str) -> dict[str, Any]:
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 builds = await service.list_builds(session, app_name=app)
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
         return {"builds": [service.build_view(b) for b in builds]}
 
     @router.get("/builds/{build_id}")
     async def get_build(request: Request, build_id: str) -> dict[str, Any]:
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 return service.build_view(await service.get_build(session, build_id=build_id))
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
 
     @router.post("/builds/{build_id}/cancel", status_code=202)
     async def cancel_build(request: Request, build_id: str) -> dict[str, Any]:
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 build = await service.cancel_build(session, build_id=build_id)
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
-            except service.Conflict as exc:
-                raise HTTPException(409, str(exc)) from None
         request.app.state.relay.wake()
         return {"build_id": build.id, "status": "CANCEL_REQUESTED"}
 
     @router.get("/apps/{app}/packages")
     async def list_packages(request: Request, app: str) -> dict[str, Any]:
         async with _sessions(request)() as session:
-            try:
+            with _http_errors():
                 packages = await service.list_packages(session, app_name=app)
-            except service.NotFound as exc:
-                raise HTTPException(404, str(exc)) from None
         return {"packages": [service.package_view(p) for p in packages]}
 
     return router
