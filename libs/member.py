@@ -1,7 +1,7 @@
 """A database-owning consumer service: its DB, outbox relay, one worker, ops routes.
 
-appmanager, build and deploy share this shape; each passes its own topics, handler
-and tables.
+appmanager and deploy share this shape; each passes its own topics, handler, tables
+and background work.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from libs import db
 from libs.config import CommonSettings
 from libs.db.migrate import upgrade
-from libs.events.idempotency import ProcessedEvent, already_processed, mark_processed
+from libs.events.idempotency import ProcessedEvent
 from libs.events.outbox import OutboxMessage, OutboxRelay
 from libs.events.publisher import Publisher, connect_backbone, topic_guard
 from libs.events.worker import Batch, Worker
-from libs.runtime import ServiceRuntime, add_ops_routes
+from libs.runtime import ServiceRuntime, TaskFactory, add_ops_routes
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,11 @@ def create_member_app(
     handler: MemberHandler,
     tables: Sequence[type[SQLModel]] = (),
     migrations: Path | None = None,
+    background: Sequence[tuple[str, TaskFactory]] = (),
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
+    """`background` tasks start once the database and Kafka are there; `on_shutdown` runs
+    after they stopped."""
     runtime = ServiceRuntime(name)
     engine = db.create_engine(database_url or f"sqlite:///{common.home}/{name}.db")
     sessions = db.session_factory(engine)
@@ -80,6 +84,8 @@ def create_member_app(
         state["kafka"] = True
         runtime.spawn("outbox-relay", relay.run)
         runtime.spawn(worker.name, worker.run)
+        for task_name, factory in background:
+            runtime.spawn(task_name, factory)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +93,8 @@ def create_member_app(
         runtime.spawn("topics", topic_guard(common.kafka_bootstrap, common.topic_partitions))
         yield
         await runtime.shutdown()
+        if on_shutdown is not None:
+            await on_shutdown()
         await publisher.stop()
         await engine.dispose()
 
@@ -101,32 +109,3 @@ def create_member_app(
     app.state.relay = relay
     app.state.worker = worker
     return app
-
-
-async def record_once(
-    batch: Batch,
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    consumer: str,
-    on_new: Callable[[AsyncSession, Batch], Awaitable[None]] | None = None,
-) -> int:
-    """Idempotent intake: each event id is taken once per consumer; returns how many were new."""
-    new = 0
-    async with sessions() as session:
-        for record in batch.records:
-            assert record.event is not None
-            if await already_processed(session, consumer=consumer, event_id=record.event.id):
-                continue
-            await mark_processed(session, consumer=consumer, event_id=record.event.id)
-            new += 1
-            log.info(
-                "%s: %s %s (subject %s)",
-                consumer,
-                record.event.type,
-                record.event.id,
-                record.event.subject,
-            )
-        if on_new is not None:
-            await on_new(session, batch)
-        await session.commit()
-    return new

@@ -9,16 +9,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
+from sqlmodel import select
 
 from libs.objectstore import ObjectStore
-from services.appmanager import market, service
+from services.appmanager import deployments, market, service
 from services.appmanager import spec as specs
+from services.appmanager.models import Instance
 
 
 class MarketRequest(BaseModel):
     market: str = Field(min_length=1, max_length=2000, description="file:///path/to/market")
     app: str = Field(pattern=specs.NAME)
     version: str = Field(pattern=specs.SEMVER.pattern)
+
+
+class RollbackBody(BaseModel):
+    revision: int = Field(default=0, ge=0, description="0: the last good one before now")
 
 
 class BuildRequest(BaseModel):
@@ -29,8 +35,14 @@ class BuildRequest(BaseModel):
 @contextlib.contextmanager
 def _http_errors() -> Iterator[None]:
     """The catalogue's errors as HTTP answers with their reason."""
-    with _http_errors():
+    try:
         yield
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except service.Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except market.MarketError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _sessions(request: Request) -> Any:
@@ -149,5 +161,71 @@ def build_router(*, guard: Any, market_roots: list[str]) -> APIRouter:
             with _http_errors():
                 packages = await service.list_packages(session, app_name=app)
         return {"packages": [service.package_view(p) for p in packages]}
+
+    @router.post("/deployments", status_code=202)
+    async def launch(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        if len(body) > specs.MAX_SPEC_BYTES:
+            raise HTTPException(413, f"the launch file is larger than {specs.MAX_SPEC_BYTES} bytes")
+        async with _sessions(request)() as session:
+            try:
+                deployment = await deployments.launch(session, text=body.decode("utf-8"))
+            except (specs.SpecError, UnicodeDecodeError) as exc:
+                errors = exc.errors if isinstance(exc, specs.SpecError) else ["not UTF-8 text"]
+                raise HTTPException(
+                    422, {"message": "invalid launch file", "errors": errors}
+                ) from None
+            except service.NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
+            except service.Conflict as exc:
+                raise HTTPException(409, str(exc)) from None
+        request.app.state.relay.wake()
+        return deployments.deployment_view(deployment)
+
+    @router.get("/deployments")
+    async def list_deployments(request: Request, instance: str | None = None) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            rows = await deployments.list_all(session, instance_id=instance)
+        return {"deployments": [deployments.deployment_view(d) for d in rows]}
+
+    @router.get("/deployments/{deployment_id}")
+    async def get_deployment(request: Request, deployment_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            with _http_errors():
+                found = await deployments.get(session, deployment_id=deployment_id)
+                return deployments.deployment_view(found)
+
+    @router.get("/instances")
+    async def list_instances(request: Request) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            rows = (await session.exec(select(Instance).order_by(Instance.id))).all()
+        return {"instances": [deployments.instance_view(i) for i in rows]}
+
+    @router.get("/instances/{instance_id}")
+    async def get_instance(request: Request, instance_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            with _http_errors():
+                found = await deployments.get_instance(session, instance_id=instance_id)
+                return deployments.instance_view(found)
+
+    @router.post("/instances/{instance_id}/rollback", status_code=202)
+    async def rollback(
+        request: Request, instance_id: str, body: Annotated[RollbackBody | None, Body()] = None
+    ) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            with _http_errors():
+                deployment = await deployments.rollback(
+                    session, instance_id=instance_id, revision=(body or RollbackBody()).revision
+                )
+        request.app.state.relay.wake()
+        return deployments.deployment_view(deployment)
+
+    @router.delete("/instances/{instance_id}", status_code=202)
+    async def uninstall(request: Request, instance_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            with _http_errors():
+                deployment = await deployments.uninstall(session, instance_id=instance_id)
+        request.app.state.relay.wake()
+        return deployments.deployment_view(deployment)
 
     return router

@@ -57,4 +57,41 @@ class PackageVersion(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now)
 
 
-TABLES: list[type[SQLModel]] = [App, Build, PackageVersion]
+class Deployment(SQLModel, table=True):
+    """appmanager's view of a deployment, from deploy.events."""
+
+    __tablename__ = "deployments"
+
+    id: str = Field(primary_key=True, max_length=36)
+    instance: str = Field(max_length=63, index=True)
+    app: str = Field(max_length=63, index=True)
+    version: str = Field(default="", max_length=40)
+    kind: str = Field(max_length=20)  # deploy | upgrade | rollback | uninstall
+    state: str = Field(default="CREATED", max_length=20)
+    revision: int = 0
+    components: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    launch: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class Instance(SQLModel, table=True):
+    """An app running somewhere (cluster, namespace, stage): the projection of its deployments."""
+
+    __tablename__ = "instances"
+
+    id: str = Field(primary_key=True, max_length=63)
+    app: str = Field(max_length=63, index=True)
+    cluster: str = Field(max_length=63)
+    namespace: str = Field(max_length=63)
+    stage: str = Field(max_length=63)
+    version: str = Field(default="", max_length=40)
+    revision: int = 0
+    state: str = Field(default="CREATED", max_length=20)
+    last_deployment: str = Field(default="", max_length=36)
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+TABLES: list[type[SQLModel]] = [App, Build, PackageVersion, Deployment, Instance]

@@ -1,30 +1,66 @@
-"""deploy: deployments and live state (its domain arrives with issue 4)."""
+"""deploy: deployments, revisions and the live state of instances (local runtime)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+from pathlib import Path
+
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from libs.config import CommonSettings
 from libs.events import topics as t
+from libs.events.worker import Batch
 from libs.member import create_member_app
 from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
 from libs.runtime import serve
 from services.deploy import handlers
+from services.deploy.local_runtime import LocalRuntime
+from services.deploy.models import TABLES
+from services.deploy.runner import Runner
 from services.deploy.settings import DeploySettings
 
 NAME = "deploy"
 
 
 def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
-    return create_member_app(
+    runtime = LocalRuntime(Path(settings.runtime_dir or common.home / "runtime").resolve())
+    holder: dict[str, Runner] = {}
+
+    async def on_commands(batch: Batch, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await handlers.on_commands(batch, sessions, poke=lambda: holder["runner"].poke())
+
+    async def run_runner(stop: asyncio.Event) -> None:
+        await holder["runner"].run(stop)
+
+    app = create_member_app(
         name=NAME,
         common=common,
         database_url=settings.database_url,
         group_id=settings.group_id,
         topics=[t.DEPLOY_COMMANDS],
-        handler=handlers.on_events,
+        handler=on_commands,
+        tables=TABLES,
+        background=[("runner", run_runner)],
+        on_shutdown=runtime.close,
     )
+    runner = Runner(
+        sessions=app.state.sessions,
+        runtime=runtime,
+        worker=settings.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        max_parallel=settings.max_parallel,
+        heartbeat_s=settings.heartbeat_s,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        ready_timeout_s=settings.ready_timeout_s,
+        wake=app.state.relay.wake,
+    )
+    holder["runner"] = runner
+    app.state.local_runtime = runtime
+    return app
 
 
 def main() -> None:

@@ -11,3 +11,11 @@ class DeploySettings(BaseSettings):
     # SQLite under OPSLINE_HOME unless set (postgresql://…, mysql://… also work).
     database_url: str | None = None
     group_id: str = "deploy"
+    # Where the local runtime unpacks and runs process components (default OPSLINE_HOME/runtime).
+    runtime_dir: str | None = None
+    max_parallel: int = 8
+    heartbeat_s: float = 2.0
+    heartbeat_timeout_s: float = 30.0
+    # How long a component may take to become ready before its rollout fails.
+    ready_timeout_s: float = 30.0
+    worker_id: str | None = None

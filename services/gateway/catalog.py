@@ -131,3 +131,60 @@ async def market_install(
     request: Request, caller: CurrentCaller, body: Annotated[MarketRequest, Body()]
 ) -> Response:
     return await forward(request, "appmanager", "/market/install")
+
+
+InstanceId = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+
+
+class RollbackRequest(BaseModel):
+    revision: int = Field(default=0, ge=0, description="0: the last good revision before now")
+
+
+@router.post("/deployments", status_code=202, summary="Launch or upgrade (a launch file, YAML)")
+async def launch(request: Request, caller: CurrentCaller) -> Response:
+    return await forward(request, "appmanager", "/deployments")
+
+
+@router.get("/deployments", summary="Deployments, newest first (filter: instance)")
+async def list_deployments(
+    request: Request, caller: CurrentCaller, instance: str | None = None
+) -> Response:
+    return await forward(request, "appmanager", "/deployments")
+
+
+@router.get("/deployments/{deployment_id}", summary="A deployment: state, components, reason")
+async def get_deployment(
+    request: Request, caller: CurrentCaller, deployment_id: BuildId
+) -> Response:
+    return await forward(request, "appmanager", f"/deployments/{deployment_id}")
+
+
+@router.get("/instances", summary="Instances: where each app runs, at which revision")
+async def list_instances(request: Request, caller: CurrentCaller) -> Response:
+    return await forward(request, "appmanager", "/instances")
+
+
+@router.get("/instances/{instance_id}", summary="One instance")
+async def get_instance(
+    request: Request, caller: CurrentCaller, instance_id: InstanceId
+) -> Response:
+    return await forward(request, "appmanager", f"/instances/{instance_id}")
+
+
+@router.post(
+    "/instances/{instance_id}/rollback",
+    status_code=202,
+    summary="Roll an instance back to an earlier revision",
+)
+async def rollback(
+    request: Request,
+    caller: CurrentCaller,
+    instance_id: InstanceId,
+    body: Annotated[RollbackRequest | None, Body()] = None,
+) -> Response:
+    return await forward(request, "appmanager", f"/instances/{instance_id}/rollback")
+
+
+@router.delete("/instances/{instance_id}", status_code=202, summary="Uninstall an instance")
+async def uninstall(request: Request, caller: CurrentCaller, instance_id: InstanceId) -> Response:
+    return await forward(request, "appmanager", f"/instances/{instance_id}")

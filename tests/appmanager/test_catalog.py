@@ -22,7 +22,16 @@ from services.appmanager.spec import SpecError
 
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 SERVERS = {"postgresql": "postgres_server", "mariadb": "mariadb_server"}
-OWN_TABLES = ["apps", "builds", "package_versions", "outbox", "processed_events", "alembic_version"]
+OWN_TABLES = [
+    "apps",
+    "builds",
+    "package_versions",
+    "deployments",
+    "instances",
+    "outbox",
+    "processed_events",
+    "alembic_version",
+]
 
 SPEC = """\
 apiVersion: opsline.io/v1
@@ -94,7 +103,7 @@ async def test_migrations_create_the_schema_and_run_again_as_a_no_op(engine: Asy
         names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     assert {"apps", "builds", "package_versions", "outbox", "processed_events"} <= names
-    assert version == "0001"
+    assert version == "0002"
 
 
 async def test_apply_creates_then_is_idempotent_then_updates_with_a_diff(sessions, src) -> None:  # type: ignore[no-untyped-def]

@@ -50,11 +50,7 @@ async def test_every_service_has_health_readiness_and_metrics(
 
 @pytest.mark.parametrize(
     ("topic", "service"),
-    [
-        ("deploy.commands", "deploy"),
-        ("build.events", "appmanager"),
-        ("deploy.events", "appmanager"),
-    ],
+    [("build.events", "appmanager"), ("deploy.events", "appmanager")],
 )
 async def test_each_service_takes_its_topics_once_per_event_id(
     stack: RunningStack, topic: str, service: str

@@ -1,0 +1,335 @@
+"""The deploy runner: claims deployments, rolls them out, and announces every transition.
+
+The local runtime (process components on this host) is the target of `cluster: local`;
+other clusters need the Kubernetes executor (not wired in yet: such a deployment fails
+with that reason rather than pretending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.deploy import service
+from services.deploy.local_runtime import LocalRuntime, LocalRuntimeError
+from services.deploy.models import DeployTask, InstanceState, Revision
+
+log = logging.getLogger(__name__)
+
+
+class DeployError(Exception):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """Numbers come back from protobuf Structs as floats: 8031.0 means 8031."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _port(traits: dict[str, Any]) -> int | None:
+    for port in traits.get("ports") or []:
+        value = _plain(port.get("port")) if isinstance(port, dict) else None
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and 0 < value < 65536:
+            return value
+    return None
+
+
+def _command(traits: dict[str, Any], build: dict[str, Any]) -> list[str]:
+    command = traits.get("command") or build.get("command")
+    if not command:
+        raise DeployError("no command: set traits.command (e.g. 'python app.py')")
+    return command if isinstance(command, list) else shlex.split(str(command))
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        runtime: LocalRuntime,
+        worker: str,
+        max_parallel: int,
+        heartbeat_s: float,
+        heartbeat_timeout_s: float,
+        ready_timeout_s: float,
+        wake: Callable[[], None],
+    ) -> None:
+        self.sessions = sessions
+        self.runtime = runtime
+        self.worker = worker
+        self.max_parallel = max_parallel
+        self.heartbeat_s = heartbeat_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.ready_timeout_s = ready_timeout_s
+        self.wake_relay = wake
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._poke = asyncio.Event()
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    async def restore(self) -> None:
+        """Processes die with the runtime: start every instance's current revision again."""
+        async with self.sessions() as session:
+            states = (await session.exec(select(InstanceState))).all()
+            for state in states:
+                if state.cluster != "local" or not state.current_revision:
+                    continue
+                row = await session.get(Revision, (state.instance, state.current_revision))
+                if row is None:
+                    continue
+                try:
+                    await self._roll_out(orjson.loads(row.request), row.revision, [])
+                    log.info("restored %s at revision %d", state.instance, row.revision)
+                except Exception as exc:
+                    log.warning("could not restore %s: %s", state.instance, exc)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.restore()
+        beat = 0.0
+        while not stop.is_set():
+            loop = asyncio.get_running_loop()
+            if loop.time() - beat >= self.heartbeat_s:
+                beat = loop.time()
+                async with self.sessions() as session:
+                    await service.heartbeat(
+                        session, deployment_ids=list(self.running), worker=self.worker
+                    )
+                    reaped = await service.reap(session, timeout_s=self.heartbeat_timeout_s)
+                    await session.commit()
+                if reaped:
+                    log.info("reaper: %s", ", ".join(reaped))
+                    self.wake_relay()
+            free = self.max_parallel - len(self.running)
+            if free > 0:
+                async with self.sessions() as session:
+                    taken = await service.claim(session, worker=self.worker, limit=free)
+                    await session.commit()
+                if taken:
+                    self.wake_relay()
+                for deployment_id in taken:
+                    task = asyncio.create_task(self._execute(deployment_id))
+                    self.running[deployment_id] = task
+                    task.add_done_callback(functools.partial(self._done, deployment_id))
+            self._poke.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), 0.5)
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+
+    def _done(self, deployment_id: str, _task: asyncio.Task[None]) -> None:
+        self.running.pop(deployment_id, None)
+        self.poke()
+
+    async def _update(self, deployment_id: str, state: str, **kwargs: Any) -> None:
+        async with self.sessions() as session:
+            task = await session.get(DeployTask, deployment_id)
+            if task is None or task.worker != self.worker:
+                return
+            await service.transition(session, task, state, **kwargs)
+            await session.commit()
+        self.wake_relay()
+
+    async def _execute(self, deployment_id: str) -> None:
+        async with self.sessions() as session:
+            task = await session.get(DeployTask, deployment_id)
+            assert task is not None
+            kind, instance, request = task.kind, task.instance, orjson.loads(task.request)
+        try:
+            if kind == "uninstall":
+                await self._uninstall(deployment_id, instance)
+            elif kind == "rollback":
+                await self._rollback(deployment_id, instance, int(request.get("revision", 0)))
+            else:
+                await self._deploy(deployment_id, instance, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("deployment %s failed", deployment_id)
+            await self._update(deployment_id, "FAILURE", reason=f"{type(exc).__name__}: {exc}")
+
+    async def _next_revision(self, instance: str) -> int:
+        async with self.sessions() as session:
+            rows = (
+                await session.exec(select(Revision.revision).where(Revision.instance == instance))
+            ).all()
+        return max(rows, default=0) + 1
+
+    async def _roll_out(
+        self, request: dict[str, Any], revision: int, states: list[dict[str, str]]
+    ) -> list[dict[str, str]]:
+        """Install and switch every component; returns the failed ones (with reasons)."""
+        target = request.get("target", {})
+        if target.get("cluster", "local") != "local":
+            raise DeployError(
+                f"cluster {target.get('cluster')!r}: Kubernetes targets are not wired into "
+                "the deploy service yet; use cluster: local"
+            )
+        failed = []
+        for release in request.get("components", []):
+            spec, artifact = release["spec"], release.get("artifact", {})
+            name = spec["name"]
+            entry = next((s for s in states if s["name"] == name), None)
+            if spec.get("type") != "process":
+                reason = (
+                    f"component {name}: type {spec.get('type')} needs a Kubernetes "
+                    "target; the local runtime runs process components"
+                )
+                failed.append({"name": name, "state": "FAILURE", "reason": reason})
+                continue
+            traits = spec.get("traits", {})
+            try:
+                await self.runtime.install(
+                    request["instance"], name, revision, artifact["uri"], artifact["digest"]
+                )
+                await self.runtime.switch(
+                    request["instance"],
+                    name,
+                    revision,
+                    command=_command(traits, spec.get("build", {})),
+                    env={str(k): str(_plain(v)) for k, v in (traits.get("env") or {}).items()}
+                    | {"OPSLINE_PACKAGE_VERSION": request.get("version", "")},
+                    port=_port(traits),
+                    replicas=int(_plain(traits.get("replicas", 1)) or 1),
+                    ready_timeout=self.ready_timeout_s,
+                )
+                if entry is not None:
+                    entry["state"] = "SUCCESS"
+            except (LocalRuntimeError, DeployError, OSError, ValueError, KeyError) as exc:
+                failed.append(
+                    {"name": name, "state": "FAILURE", "reason": str(exc) or type(exc).__name__}
+                )
+        return failed
+
+    async def _deploy(self, deployment_id: str, instance: str, request: dict[str, Any]) -> None:
+        revision = await self._next_revision(instance)
+        states = [
+            {"name": r["spec"]["name"], "state": "PROCESSING", "reason": ""}
+            for r in request.get("components", [])
+        ]
+        await self._update(deployment_id, "PROCESSING", components=states, revision=revision)
+        async with self.sessions() as session:
+            state = await session.get(InstanceState, instance)
+            previous = state.current_revision if state else 0
+            session.add(
+                Revision(
+                    instance=instance,
+                    revision=revision,
+                    deployment_id=deployment_id,
+                    request=orjson.dumps(request).decode(),
+                )
+            )
+            await session.commit()
+        await self._update(deployment_id, "WAITING", components=states)
+        failed = await self._roll_out(request, revision, states)
+        for f in failed:
+            entry = next(s for s in states if s["name"] == f["name"])
+            entry.update(f)
+        if not failed:
+            await self._mark_current(instance, request, revision)
+            await self._update(deployment_id, "SUCCESS", components=states, reason="")
+            return
+        reason = "; ".join(f["reason"] for f in failed)
+        if request.get("auto_rollback") and previous:
+            await self._update(deployment_id, "ROLLING_BACK", components=states, reason=reason)
+            await self._restore_revision(instance, previous)
+            await self._update(
+                deployment_id,
+                "ROLLED_BACK",
+                components=states,
+                reason=f"rolled back to revision {previous}: {reason}",
+                revision=previous,
+            )
+            return
+        await self._update(deployment_id, "WAIT_FOR_OP", components=states, reason=reason)
+
+    async def _mark_current(self, instance: str, request: dict[str, Any], revision: int) -> None:
+        target = request.get("target", {})
+        async with self.sessions() as session:
+            row = await session.get(Revision, (instance, revision))
+            if row is not None:
+                row.good = True
+                session.add(row)
+            state = await session.get(InstanceState, instance) or InstanceState(
+                instance=instance,
+                cluster=target.get("cluster", "local"),
+                namespace=target.get("namespace", "default"),
+            )
+            state.current_revision = revision
+            session.add(state)
+            await session.commit()
+
+    async def _restore_revision(self, instance: str, revision: int) -> dict[str, Any]:
+        async with self.sessions() as session:
+            row = await session.get(Revision, (instance, revision))
+        if row is None:
+            raise DeployError(f"instance {instance} has no revision {revision}")
+        request = orjson.loads(row.request)
+        failed = await self._roll_out(request, revision, [])
+        if failed:
+            raise DeployError("; ".join(f["reason"] for f in failed))
+        await self._mark_current(instance, request, revision)
+        return request
+
+    async def _rollback(self, deployment_id: str, instance: str, revision: int) -> None:
+        async with self.sessions() as session:
+            state = await session.get(InstanceState, instance)
+            if state is None:
+                raise DeployError(f"instance {instance} has nothing deployed to roll back")
+            good = (
+                await session.exec(
+                    select(Revision.revision).where(
+                        Revision.instance == instance,
+                        col(Revision.good).is_(True),
+                        Revision.revision < state.current_revision,
+                    )
+                )
+            ).all()
+        target = revision or max(good, default=0)
+        if not target:
+            raise DeployError(
+                f"instance {instance} has no good revision before {state.current_revision}"
+            )
+        await self._update(deployment_id, "ROLLING_BACK", revision=target)
+        request = await self._restore_revision(instance, target)
+        components = [
+            {"name": r["spec"]["name"], "state": "SUCCESS", "reason": ""}
+            for r in request.get("components", [])
+        ]
+        async with self.sessions() as session:
+            task = await session.get(DeployTask, deployment_id)
+            if task is not None:
+                task.request = orjson.dumps({**request, "revision": target}).decode()
+                session.add(task)
+                await session.commit()
+        await self._update(
+            deployment_id,
+            "SUCCESS",
+            components=components,
+            revision=target,
+            reason=f"rolled back to revision {target}",
+        )
+
+    async def _uninstall(self, deployment_id: str, instance: str) -> None:
+        await self.runtime.uninstall(instance)
+        async with self.sessions() as session:
+            state = await session.get(InstanceState, instance)
+            if state is not None:
+                await session.delete(state)
+            await session.commit()
+        await self._update(deployment_id, "SUCCESS", reason="uninstalled")

@@ -1,0 +1,171 @@
+"""Deployment state: record commands, claim work one instance at a time, announce transitions.
+
+Every transition is written together with its `io.opsline.deploy.state_changed` event
+(transactional outbox), so what others see is what the database says.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from google.protobuf.json_format import MessageToDict
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from libs.events import topics as t
+from libs.events.envelope import CloudEvent
+from libs.events.outbox import add_to_outbox
+from libs.schemas.opsline.v1 import deploy_pb2
+from services.deploy.models import ACTIVE, DeployTask, as_utc, utcnow
+
+SOURCE = "opsline/deploy"
+MAX_REASON = 4000
+
+
+def announce(
+    session: AsyncSession,
+    task: DeployTask,
+    *,
+    app: str = "",
+    version: str = "",
+    components: list[dict[str, str]] | None = None,
+) -> None:
+    """Stage the state_changed event of the task as it is now."""
+    change = deploy_pb2.DeploymentStateChanged(
+        deployment_id=task.deployment_id,
+        instance=task.instance,
+        app=app,
+        version=version,
+        revision=task.revision,
+        state=task.state,
+        reason=task.reason or "",
+        kind=task.kind,
+    )
+    for c in components if components is not None else orjson.loads(task.components):
+        change.components.add(name=c["name"], state=c["state"], reason=c.get("reason", ""))
+    add_to_outbox(
+        session,
+        topic=t.DEPLOY_EVENTS,
+        key=task.instance,
+        event=CloudEvent.create(
+            type="io.opsline.deploy.state_changed",
+            source=SOURCE,
+            subject=task.deployment_id,
+            data=MessageToDict(change, preserving_proto_field_name=True),
+        ),
+    )
+
+
+def app_and_version(task: DeployTask) -> tuple[str, str]:
+    request = orjson.loads(task.request)
+    return request.get("app", ""), request.get("version", "")
+
+
+async def record(
+    session: AsyncSession, *, deployment_id: str, instance: str, kind: str, request: dict[str, Any]
+) -> bool:
+    """Queue a command as a CREATED task; False if this deployment id is known already."""
+    if await session.get(DeployTask, deployment_id) is not None:
+        return False
+    task = DeployTask(
+        deployment_id=deployment_id,
+        instance=instance,
+        kind=kind,
+        request=orjson.dumps(request).decode(),
+    )
+    session.add(task)
+    announce(session, task, app=request.get("app", ""), version=request.get("version", ""))
+    return True
+
+
+async def transition(
+    session: AsyncSession,
+    task: DeployTask,
+    state: str,
+    *,
+    reason: str | None = None,
+    components: list[dict[str, str]] | None = None,
+    revision: int | None = None,
+) -> None:
+    task.state = state
+    if reason is not None:
+        task.reason = reason[:MAX_REASON]
+    if components is not None:
+        task.components = orjson.dumps(components).decode()
+    if revision is not None:
+        task.revision = revision
+    task.updated_at = utcnow()
+    session.add(task)
+    app, version = app_and_version(task)
+    announce(session, task, app=app, version=version)
+
+
+async def claim(session: AsyncSession, *, worker: str, limit: int) -> list[str]:
+    """Take CREATED tasks, oldest first, at most one per instance and none for a busy one."""
+    busy = set(
+        (
+            await session.exec(select(DeployTask.instance).where(col(DeployTask.state).in_(ACTIVE)))
+        ).all()
+    )
+    query = (
+        select(DeployTask)
+        .where(DeployTask.state == "CREATED")
+        .order_by(col(DeployTask.created_at), col(DeployTask.deployment_id))
+        .limit(200)
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True)
+    taken: list[str] = []
+    for task in (await session.exec(query)).all():
+        if len(taken) >= limit:
+            break
+        if task.instance in busy:
+            continue
+        task.worker, task.heartbeat_at, task.attempt = worker, utcnow(), task.attempt + 1
+        busy.add(task.instance)
+        await transition(session, task, "PROCESSING")
+        taken.append(task.deployment_id)
+    return taken
+
+
+async def heartbeat(session: AsyncSession, *, deployment_ids: list[str], worker: str) -> None:
+    if deployment_ids:
+        await session.exec(  # type: ignore[call-overload]
+            update(DeployTask)
+            .where(
+                col(DeployTask.deployment_id).in_(deployment_ids), col(DeployTask.worker) == worker
+            )
+            .values(heartbeat_at=utcnow())
+        )
+
+
+async def reap(session: AsyncSession, *, timeout_s: float, max_attempts: int = 2) -> list[str]:
+    """Deployments whose worker went silent: taken back once, then failed with the reason."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    rows = (await session.exec(select(DeployTask).where(col(DeployTask.state).in_(ACTIVE)))).all()
+    outcome = []
+    for task in rows:
+        beat = as_utc(task.heartbeat_at)
+        if beat is not None and beat > cutoff:
+            continue
+        if task.attempt < max_attempts:
+            task.worker = None
+            await transition(
+                session,
+                task,
+                "CREATED",
+                reason=f"deploy worker stopped responding; attempt {task.attempt + 1}",
+            )
+            outcome.append(f"{task.deployment_id} resumed")
+        else:
+            await transition(
+                session,
+                task,
+                "FAILURE",
+                reason=f"deploy worker {task.worker} stopped responding twice",
+            )
+            outcome.append(f"{task.deployment_id} failed")
+    return outcome
