@@ -74,6 +74,8 @@ app.add_typer(builds, name="build")
 app.add_typer(packages, name="package")
 app.add_typer(market, name="market")
 app.add_typer(events, name="events")
+instances = typer.Typer(help="Instances: roll back, uninstall, list.", no_args_is_help=True)
+app.add_typer(instances, name="instance")
 
 MarketOpt = Annotated[str, typer.Option("--market", help="market URL (a directory or s3://…)")]
 
@@ -284,6 +286,99 @@ def build_cancel(
         result = ops.cancel_build(build_id)
     status = result.get("status")
     _out().print(f"cancel requested for build {build_id}" + (f": {status}" if status else ""))
+
+
+# deployments
+
+DEPLOY_FINAL = ("SUCCESS", "FAILURE", "WAIT_FOR_OP", "TERMINATED", "ROLLED_BACK")
+
+
+@app.command("deploy")
+def deploy(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Option("-f", "--file", help="the launch file")] = Path(
+        "launch.yaml"
+    ),
+    wait: Annotated[bool, typer.Option("--wait", help="follow it to the end")] = False,
+) -> None:
+    """Launch (or upgrade) an instance from a launch file."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail(f"no such file: {file}")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {file}: {exc}")
+    _check_yaml(file, text)
+    with _client(ctx) as ops:
+        result = ops.deploy(text)
+        out = _out()
+        out.print(
+            f"deployment {result['id']}: {result['kind']} of {result['app']} "
+            f"{result['version']} on {result['instance']}"
+        )
+        if wait:
+            raise typer.Exit(_follow_deployment(ops, str(result["id"]), out))
+
+
+def _follow_deployment(ops: OpslineClient, deployment_id: str, out: Console) -> int:
+    seen: dict[str, str] = {}
+    state = ""
+    while True:
+        current = ops.get_deployment(deployment_id)
+        if current["state"] != state:
+            state = current["state"]
+            out.print(f"  {state}" + (f": {current['reason']}" if current.get("reason") else ""))
+        for component in current.get("components") or []:
+            line = component.get("state", "")
+            if seen.get(component["name"]) != line:
+                seen[component["name"]] = line
+                reason = f" ({component['reason']})" if component.get("reason") else ""
+                out.print(f"    {component['name']}: {line}{reason}")
+        if state in DEPLOY_FINAL:
+            ok = state == "SUCCESS"
+            colour = "green" if ok else "red"
+            out.print(f"[{colour}]deployment {deployment_id} {state.lower()}[/{colour}]")
+            return 0 if ok else 1
+        time.sleep(0.5)
+
+
+@instances.command("list")
+def instance_list(ctx: typer.Context) -> None:
+    """Instances with their version, revision and state."""
+    with _client(ctx) as ops:
+        rows = ops.list_instances().get("instances", [])
+    for row in rows:
+        _out().print(
+            f"{row['id']}  {row['app']} {row['version']}  revision {row['revision']}"
+            f"  {row['state']}  {row['cluster']}/{row['namespace']}"
+        )
+
+
+@instances.command("rollback")
+def instance_rollback(
+    ctx: typer.Context,
+    instance: str,
+    revision: Annotated[int, typer.Option(help="0: the last good one before now")] = 0,
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+) -> None:
+    """Roll an instance back to an earlier revision."""
+    with _client(ctx) as ops:
+        result = ops.rollback(instance, revision)
+        _out().print(f"deployment {result['id']}: rollback of {instance}")
+        if wait:
+            raise typer.Exit(_follow_deployment(ops, str(result["id"]), _out()))
+
+
+@instances.command("uninstall")
+def instance_uninstall(
+    ctx: typer.Context, instance: str, wait: Annotated[bool, typer.Option("--wait")] = False
+) -> None:
+    """Stop and remove everything an instance runs."""
+    with _client(ctx) as ops:
+        result = ops.uninstall(instance)
+        _out().print(f"deployment {result['id']}: uninstall of {instance}")
+        if wait:
+            raise typer.Exit(_follow_deployment(ops, str(result["id"]), _out()))
 
 
 # package

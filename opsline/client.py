@@ -331,6 +331,35 @@ class OpslineClient:
 
     # transport
 
+    # deployments
+
+    def deploy(self, launch_yaml: str) -> JSONDict:
+        """Launch or upgrade an instance from a launch file; returns the deployment."""
+        return _json(
+            self._request(
+                "POST",
+                "/v1/deployments",
+                content=launch_yaml.encode(),
+                headers={"Content-Type": "application/yaml"},
+            )
+        )
+
+    def get_deployment(self, deployment_id: str) -> JSONDict:
+        return _json(self._request("GET", f"/v1/deployments/{_seg(deployment_id)}"))
+
+    def list_instances(self) -> JSONDict:
+        return _json(self._request("GET", "/v1/instances"))
+
+    def rollback(self, instance: str, revision: int = 0) -> JSONDict:
+        return _json(
+            self._request(
+                "POST", f"/v1/instances/{_seg(instance)}/rollback", json={"revision": revision}
+            )
+        )
+
+    def uninstall(self, instance: str) -> JSONDict:
+        return _json(self._request("DELETE", f"/v1/instances/{_seg(instance)}"))
+
     def _request(
         self, method: str, path: str, *, attempts: int = 1, **kwargs: Any
     ) -> httpx.Response:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from libs.testing.stack import RunningStack
@@ -49,6 +50,18 @@ def test_quickstart_apply_build_and_list(stack: RunningStack) -> None:
     packages = opsline(stack, "package", "list", "hello")
     assert packages.returncode == 0, packages.stderr
     assert "0.1.0" in packages.stdout and "sha256:" in packages.stdout
+
+    deployed = opsline(stack, "deploy", "-f", str(HELLO.parent / "launch.yaml"), "--wait")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "SUCCESS" in deployed.stdout
+    answer = httpx.get("http://127.0.0.1:8031/", timeout=5).json()
+    assert answer == {"app": "hello", "version": "0.1.0", "greeting": "hello from opsline"}
+    listed = opsline(stack, "instance", "list")
+    assert "hello-dev" in listed.stdout and "revision 1" in listed.stdout
+    removed = opsline(stack, "instance", "uninstall", "hello-dev", "--wait")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    with pytest.raises(httpx.ConnectError):
+        httpx.get("http://127.0.0.1:8031/", timeout=2)
 
 
 def test_cli_errors_are_one_clear_line(stack: RunningStack, tmp_path: Path) -> None:
