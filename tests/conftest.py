@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.testing.k8s_double import K8sDouble
 from libs.testing.stack import RunningStack, start_stack
 from tests.dbservers import mariadb_server, postgres_server  # noqa: F401  (shared fixtures)
 from tests.s3server import aws_env, s3_endpoint  # noqa: F401  (shared fixtures)
@@ -72,8 +73,16 @@ def span_sink() -> Iterator[tuple[SpanSink, str]]:
 
 
 @pytest.fixture(scope="session")
+def k8s() -> Iterator[K8sDouble]:
+    """The Kubernetes API double the stack's deploy service knows as cluster "k8s"."""
+    double = K8sDouble.start(rollout_seconds=0.3, deadline_scale=0.003)
+    yield double
+    double.stop()
+
+
+@pytest.fixture(scope="session")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, span_sink: tuple[SpanSink, str]
+    tmp_path_factory: pytest.TempPathFactory, span_sink: tuple[SpanSink, str], k8s: K8sDouble
 ) -> Iterator[RunningStack]:
     home: Path = tmp_path_factory.mktemp("opsline-home")
     env = {
@@ -85,6 +94,7 @@ def stack(
         "OPSLINE_APPMANAGER_MARKET_ROOTS": str(home / "markets"),
     }
     os.environ.pop("OPSLINE_ADMIN_TOKEN", None)
+    k8s.kubeconfig(home / "clusters" / "k8s.kubeconfig")
     running = start_stack(home, port_offset=PORT_OFFSET, env=env)
     yield running
     running.stop()

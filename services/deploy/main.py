@@ -51,6 +51,7 @@ def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
     runner = Runner(
         sessions=app.state.sessions,
         runtime=runtime,
+        clusters_dir=Path(settings.clusters_dir or common.home / "clusters").resolve(),
         worker=settings.worker_id or f"{socket.gethostname()}-{os.getpid()}",
         max_parallel=settings.max_parallel,
         heartbeat_s=settings.heartbeat_s,

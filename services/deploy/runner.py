@@ -1,8 +1,8 @@
 """The deploy runner: claims deployments, rolls them out, and announces every transition.
 
-The local runtime (process components on this host) is the target of `cluster: local`;
-other clusters need the Kubernetes executor (not wired in yet: such a deployment fails
-with that reason rather than pretending).
+`cluster: local` runs process components on this host (the local runtime); any other
+cluster name is a registered kubeconfig, where components become Kubernetes objects
+applied server-side, waited for, and pruned of what the new revision no longer has.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import functools
 import logging
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,6 +22,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.deploy import service
+from services.deploy.kubernetes import (
+    KubernetesError,
+    KubernetesTarget,
+    RenderError,
+    RolloutError,
+    render,
+)
 from services.deploy.local_runtime import LocalRuntime, LocalRuntimeError
 from services.deploy.models import DeployTask, InstanceState, Revision
 
@@ -61,6 +69,7 @@ class Runner:
         *,
         sessions: async_sessionmaker[AsyncSession],
         runtime: LocalRuntime,
+        clusters_dir: Path,
         worker: str,
         max_parallel: int,
         heartbeat_s: float,
@@ -70,6 +79,7 @@ class Runner:
     ) -> None:
         self.sessions = sessions
         self.runtime = runtime
+        self.clusters_dir = clusters_dir
         self.worker = worker
         self.max_parallel = max_parallel
         self.heartbeat_s = heartbeat_s
@@ -176,10 +186,7 @@ class Runner:
         """Install and switch every component; returns the failed ones (with reasons)."""
         target = request.get("target", {})
         if target.get("cluster", "local") != "local":
-            raise DeployError(
-                f"cluster {target.get('cluster')!r}: Kubernetes targets are not wired into "
-                "the deploy service yet; use cluster: local"
-            )
+            return await self._roll_out_kubernetes(request, revision, states)
         failed = []
         for release in request.get("components", []):
             spec, artifact = release["spec"], release.get("artifact", {})
@@ -214,6 +221,40 @@ class Runner:
                 failed.append(
                     {"name": name, "state": "FAILURE", "reason": str(exc) or type(exc).__name__}
                 )
+        return failed
+
+    def _cluster(self, name: str) -> KubernetesTarget:
+        path = self.clusters_dir / f"{name}.kubeconfig"
+        if not path.is_file():
+            raise DeployError(f"cluster {name!r} is not registered: put its kubeconfig at {path}")
+        return KubernetesTarget(str(path))
+
+    async def _roll_out_kubernetes(
+        self, request: dict[str, Any], revision: int, states: list[dict[str, str]]
+    ) -> list[dict[str, str]]:
+        target = request["target"]
+        namespace, instance = target.get("namespace", "default"), request["instance"]
+        failed: list[dict[str, str]] = []
+        keep: set[tuple[str, str]] = set()
+        async with self._cluster(target["cluster"]) as cluster:
+            for release in request.get("components", []):
+                name = release["spec"]["name"]
+                try:
+                    objects = render(instance, namespace, revision, release)
+                    keep |= {(o["kind"], o["metadata"]["name"]) for o in objects}
+                    await cluster.apply(namespace, objects)
+                    await cluster.wait(namespace, objects, timeout=self.ready_timeout_s)
+                    entry = next((s for s in states if s["name"] == name), None)
+                    if entry is not None:
+                        entry["state"] = "SUCCESS"
+                except (RenderError, KubernetesError, RolloutError) as exc:
+                    failed.append(
+                        {"name": name, "state": "FAILURE", "reason": str(exc) or type(exc).__name__}
+                    )
+            if not failed:
+                pruned = await cluster.prune(namespace, instance, keep)
+                if pruned:
+                    log.info("%s: pruned %s", instance, ", ".join(pruned))
         return failed
 
     async def _deploy(self, deployment_id: str, instance: str, request: dict[str, Any]) -> None:
@@ -326,7 +367,14 @@ class Runner:
         )
 
     async def _uninstall(self, deployment_id: str, instance: str) -> None:
-        await self.runtime.uninstall(instance)
+        async with self.sessions() as session:
+            found = await session.get(InstanceState, instance)
+        if found is not None and found.cluster != "local":
+            async with self._cluster(found.cluster) as cluster:
+                removed = await cluster.uninstall(found.namespace, instance)
+            log.info("%s: deleted %s", instance, ", ".join(removed) or "nothing")
+        else:
+            await self.runtime.uninstall(instance)
         async with self.sessions() as session:
             state = await session.get(InstanceState, instance)
             if state is not None:

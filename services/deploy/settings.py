@@ -19,3 +19,6 @@ class DeploySettings(BaseSettings):
     # How long a component may take to become ready before its rollout fails.
     ready_timeout_s: float = 30.0
     worker_id: str | None = None
+    # Registered clusters: <name>.kubeconfig files in this folder (default
+    # OPSLINE_HOME/clusters). A launch target names one; "local" is this host.
+    clusters_dir: str | None = None
