@@ -92,6 +92,7 @@ def stack(
         "OPSLINE_BUILD_HEARTBEAT_S": "1",
         "OPSLINE_BUILD_HEARTBEAT_TIMEOUT_S": "6",
         "OPSLINE_APPMANAGER_MARKET_ROOTS": str(home / "markets"),
+        "OPSLINE_DEPLOY_DRIFT_INTERVAL_S": "1",
     }
     os.environ.pop("OPSLINE_ADMIN_TOKEN", None)
     k8s.kubeconfig(home / "clusters" / "k8s.kubeconfig")

@@ -212,7 +212,16 @@ def instance_view(i: Instance) -> dict[str, Any]:
 
 
 async def on_deploy_event(session: AsyncSession, event: CloudEvent) -> None:
-    """Fold deploy.state_changed into the deployment and instance projections."""
+    """Fold deploy.state_changed (and drift) into the deployment and instance projections."""
+    if event.type in ("io.opsline.deploy.drift_detected", "io.opsline.deploy.drift_resolved"):
+        data = event.json()
+        drifted = await session.get(Instance, str(data.get("instance", "")))
+        if drifted is not None:
+            detected = event.type.endswith("detected")
+            drifted.state = "OutOfSync" if detected else "SUCCESS"
+            drifted.updated_at = datetime.now(UTC)
+            session.add(drifted)
+        return
     if event.type != "io.opsline.deploy.state_changed":
         return
     change = ParseDict(

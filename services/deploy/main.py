@@ -57,6 +57,7 @@ def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
         heartbeat_s=settings.heartbeat_s,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         ready_timeout_s=settings.ready_timeout_s,
+        drift_interval_s=settings.drift_interval_s,
         wake=app.state.relay.wake,
     )
     holder["runner"] = runner

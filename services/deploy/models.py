@@ -61,6 +61,8 @@ class InstanceState(SQLModel, table=True):
     cluster: str = Field(max_length=63)
     namespace: str = Field(max_length=63)
     current_revision: int = 0
+    # The drift last announced ("" when in sync), so each change is announced once.
+    drift: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     updated_at: datetime = Field(default_factory=utcnow)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.deploy import service
+from services.deploy import drift, service
 from services.deploy.kubernetes import (
     KubernetesError,
     KubernetesTarget,
@@ -76,6 +76,7 @@ class Runner:
         heartbeat_timeout_s: float,
         ready_timeout_s: float,
         wake: Callable[[], None],
+        drift_interval_s: float = 60.0,
     ) -> None:
         self.sessions = sessions
         self.runtime = runtime
@@ -86,6 +87,8 @@ class Runner:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.ready_timeout_s = ready_timeout_s
         self.wake_relay = wake
+        self.drift_interval_s = drift_interval_s
+        self._drift_checked = 0.0
         self.running: dict[str, asyncio.Task[None]] = {}
         self._poke = asyncio.Event()
 
@@ -135,6 +138,12 @@ class Runner:
                     task = asyncio.create_task(self._execute(deployment_id))
                     self.running[deployment_id] = task
                     task.add_done_callback(functools.partial(self._done, deployment_id))
+            if loop.time() - self._drift_checked >= self.drift_interval_s:
+                self._drift_checked = loop.time()
+                try:
+                    await self.check_drift()
+                except Exception as exc:  # a cluster that does not answer: try next time
+                    log.warning("drift check: %s", exc)
             self._poke.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), 0.5)
@@ -222,6 +231,50 @@ class Runner:
                     {"name": name, "state": "FAILURE", "reason": str(exc) or type(exc).__name__}
                 )
         return failed
+
+    async def check_drift(self) -> None:
+        """Announce drift (and its end) for instances on clusters with nothing in progress."""
+        async with self.sessions() as session:
+            busy = set(
+                (
+                    await session.exec(
+                        select(DeployTask.instance).where(
+                            col(DeployTask.state).in_(
+                                ("CREATED", "PROCESSING", "WAITING", "ROLLING_BACK")
+                            )
+                        )
+                    )
+                ).all()
+            )
+            states = [
+                s
+                for s in (await session.exec(select(InstanceState))).all()
+                if s.cluster != "local" and s.current_revision and s.instance not in busy
+            ]
+        for state in states:
+            async with self.sessions() as session:
+                row = await session.get(Revision, (state.instance, state.current_revision))
+            if row is None:
+                continue
+            request = orjson.loads(row.request)
+            async with self._cluster(state.cluster) as cluster:
+                live = await cluster.live(state.namespace, state.instance)
+            found = drift.differences(request, row.revision, live)
+            text = "; ".join(found)
+            if text == state.drift:
+                continue
+            async with self.sessions() as session:
+                current = await session.get(InstanceState, state.instance)
+                if current is None:
+                    continue
+                current.drift = text
+                session.add(current)
+                service.announce_drift(
+                    session, instance=state.instance, revision=row.revision, differences=found
+                )
+                await session.commit()
+            self.wake_relay()
+            log.info("%s: %s", state.instance, f"drift: {text}" if text else "back in sync")
 
     def _cluster(self, name: str) -> KubernetesTarget:
         path = self.clusters_dir / f"{name}.kubeconfig"

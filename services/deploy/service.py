@@ -169,3 +169,21 @@ async def reap(session: AsyncSession, *, timeout_s: float, max_attempts: int = 2
             )
             outcome.append(f"{task.deployment_id} failed")
     return outcome
+
+
+def announce_drift(
+    session: AsyncSession, *, instance: str, revision: int, differences: list[str]
+) -> None:
+    """io.opsline.deploy.drift_detected (what differs), or drift_resolved when nothing does."""
+    kind = "drift_detected" if differences else "drift_resolved"
+    add_to_outbox(
+        session,
+        topic=t.DEPLOY_EVENTS,
+        key=instance,
+        event=CloudEvent.create(
+            type=f"io.opsline.deploy.{kind}",
+            source=SOURCE,
+            subject=instance,
+            data={"instance": instance, "revision": revision, "differences": differences},
+        ),
+    )

@@ -18,6 +18,8 @@ class DeploySettings(BaseSettings):
     heartbeat_timeout_s: float = 30.0
     # How long a component may take to become ready before its rollout fails.
     ready_timeout_s: float = 30.0
+    # How often live Kubernetes objects are compared with the desired revision.
+    drift_interval_s: float = 60.0
     worker_id: str | None = None
     # Registered clusters: <name>.kubeconfig files in this folder (default
     # OPSLINE_HOME/clusters). A launch target names one; "local" is this host.

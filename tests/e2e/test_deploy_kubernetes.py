@@ -1,7 +1,9 @@
 """Deploy to a Kubernetes cluster (the API double, through kubernetes-asyncio): launch,
-a failed rollout rolled back automatically with its reason, uninstall."""
+drift shown and cleared, a failed rollout rolled back with its reason, uninstall."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
@@ -40,6 +42,33 @@ rollback: {{automatic: true}}
 """
 
 
+async def _scale(stack: RunningStack, name: str, replicas: int) -> None:
+    from kubernetes_asyncio import client, config
+
+    api = await config.new_client_from_config(
+        config_file=str(stack.home / "clusters" / "k8s.kubeconfig")
+    )
+    async with api:
+        await client.AppsV1Api(api).patch_namespaced_deployment(
+            name,
+            "shop",
+            {"spec": {"replicas": replicas}},
+            _content_type="application/merge-patch+json",
+        )
+
+
+async def _instance_state(
+    client: httpx.AsyncClient, gw: str, instance: str, headers: dict, want: str
+) -> None:
+    state = ""
+    for _ in range(60):
+        state = (await client.get(f"{gw}/v1/instances/{instance}", headers=headers)).json()["state"]
+        if state == want:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"instance {instance} is {state}, not {want}")
+
+
 async def test_kubernetes_deploy_rollback_and_uninstall(
     stack: RunningStack, k8s: K8sDouble
 ) -> None:
@@ -63,6 +92,12 @@ async def test_kubernetes_deploy_rollback_and_uninstall(
         assert {"name": "MODE", "value": "one"} in container["env"]
         assert deployment["status"]["availableReplicas"] == 2
         assert k8s.get("services", "shop", f"{name}-prod-web") is not None
+
+        # someone scales it by hand: the instance shows OutOfSync, then in sync again
+        await _scale(stack, f"{name}-prod-web", 5)
+        await _instance_state(client, gw, f"{name}-prod", headers, "OutOfSync")
+        await _scale(stack, f"{name}-prod-web", 2)
+        await _instance_state(client, gw, f"{name}-prod", headers, "SUCCESS")
 
         k8s.fail_rollout(
             "shop",
