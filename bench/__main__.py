@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench.build import run as build
+from bench.deploy import run as deploy
 from bench.ingest import run as ingest
 
 HERE = Path(__file__).parent
@@ -21,10 +22,10 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["ingest", "build"], action="append")
+    parser.add_argument("--only", choices=["ingest", "build", "deploy"], action="append")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    wanted = args.only or ["ingest", "build"]
+    wanted = args.only or ["ingest", "build", "deploy"]
     started = time.time()
     out = HERE / "out"
     out.mkdir(exist_ok=True)
@@ -36,6 +37,9 @@ def main() -> None:
     if "build" in wanted:
         print("bench/build: concurrent builds through the platform", flush=True)
         results["build"] = build.run(quick=args.quick)
+    if "deploy" in wanted:
+        print("bench/deploy: concurrent launches against the Kubernetes API double", flush=True)
+        results["deploy"] = deploy.run(quick=args.quick)
     previous.write_text(json.dumps(results, indent=2))
     text = [
         "# Benchmark results",
@@ -67,6 +71,19 @@ def main() -> None:
             "applied through the gateway, then every build requested at once.",
             "",
             build.table(r),
+        ]
+    if "deploy" in results:
+        r = results["deploy"]
+        text += [
+            "",
+            "## bench/deploy",
+            "",
+            f"{r['instances']} instances of a one-component app (a Deployment of 2 replicas "
+            f"and a Service each) launched at once; the API double takes "
+            f"{r['rollout_seconds']} s per rollout; the deploy service runs "
+            f"{r['parallel']} rollouts at a time.",
+            "",
+            deploy.table(r),
         ]
     (HERE / "RESULTS.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
