@@ -122,46 +122,41 @@ async def get_instance(session: AsyncSession, *, instance_id: str) -> Instance:
     return instance
 
 
-async def rollback(session: AsyncSession, *, instance_id: str, revision: int = 0) -> Deployment:
+async def _instance_command(
+    session: AsyncSession, *, instance_id: str, kind: str, build: Any
+) -> Deployment:
+    """Record a rollback or uninstall and send its command, in one transaction."""
     instance = await get_instance(session, instance_id=instance_id)
-    deployment = Deployment(
-        id=str(uuid.uuid4()), instance=instance_id, app=instance.app, kind="rollback"
-    )
+    deployment = Deployment(id=str(uuid.uuid4()), instance=instance_id, app=instance.app, kind=kind)
     session.add(deployment)
     add_to_outbox(
         session,
         topic=t.DEPLOY_COMMANDS,
         key=instance_id,
-        event=_command(
-            "io.opsline.deploy.rollback_requested",
-            deployment.id,
-            deploy_pb2.RollbackRequested(
-                deployment_id=deployment.id, instance=instance_id, revision=revision
-            ),
-        ),
+        event=_command(f"io.opsline.deploy.{kind}_requested", deployment.id, build(deployment.id)),
     )
     await session.commit()
     return deployment
+
+
+async def rollback(session: AsyncSession, *, instance_id: str, revision: int = 0) -> Deployment:
+    return await _instance_command(
+        session,
+        instance_id=instance_id,
+        kind="rollback",
+        build=lambda d: deploy_pb2.RollbackRequested(
+            deployment_id=d, instance=instance_id, revision=revision
+        ),
+    )
 
 
 async def uninstall(session: AsyncSession, *, instance_id: str) -> Deployment:
-    instance = await get_instance(session, instance_id=instance_id)
-    deployment = Deployment(
-        id=str(uuid.uuid4()), instance=instance_id, app=instance.app, kind="uninstall"
-    )
-    session.add(deployment)
-    add_to_outbox(
+    return await _instance_command(
         session,
-        topic=t.DEPLOY_COMMANDS,
-        key=instance_id,
-        event=_command(
-            "io.opsline.deploy.uninstall_requested",
-            deployment.id,
-            deploy_pb2.UninstallRequested(deployment_id=deployment.id, instance=instance_id),
-        ),
+        instance_id=instance_id,
+        kind="uninstall",
+        build=lambda d: deploy_pb2.UninstallRequested(deployment_id=d, instance=instance_id),
     )
-    await session.commit()
-    return deployment
 
 
 async def get(session: AsyncSession, *, deployment_id: str) -> Deployment:
