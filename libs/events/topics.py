@@ -47,13 +47,30 @@ RESERVED_PREFIX = "io.opsline."
 
 
 async def ensure_topics(
-    bootstrap: str, topics: tuple[str, ...] | list[str], *, partitions: int, replication: int = 1
+    bootstrap: str,
+    topics: tuple[str, ...] | list[str],
+    *,
+    partitions: int,
+    replication: int = 1,
+    probe_unlisted: bool = False,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones it created."""
+    """Create the topics that do not exist yet; returns the ones it created.
+
+    With `probe_unlisted` (the periodic guard), a topic missing from the broker's list is
+    first asked for by name: after a restart a producer may have got there first, the
+    broker auto-created the topic but leaves it out of the list (Tansu does), and
+    "creating" it again would throw its records away.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        unlisted = [t for t in topics if t not in existing]
+        if unlisted and probe_unlisted:
+            described = await admin.describe_topics(unlisted)
+            existing |= {
+                d["topic"] for d in described if d.get("error_code", 0) == 0 and d.get("partitions")
+            }
         missing = [t for t in topics if t not in existing]
         if missing:
             response = await admin.create_topics(
@@ -111,7 +128,9 @@ async def guard_topics(
         except TimeoutError:
             pass
         try:
-            created = await ensure_topics(bootstrap, topics, partitions=partitions)
+            created = await ensure_topics(
+                bootstrap, topics, partitions=partitions, probe_unlisted=True
+            )
             if created:
                 log.warning("topics were missing and have been re-created: %s", ", ".join(created))
         except (TimeoutError, KafkaError, OSError) as exc:
