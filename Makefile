@@ -46,6 +46,10 @@ proto: ## regenerate libs/schemas from proto/ (grpcio-tools: protoc + the upb ru
 	@# protoc writes imports from the proto root; ours live under libs.schemas
 	sed -i 's/^from opsline\.v1 import/from libs.schemas.opsline.v1 import/' \
 		libs/schemas/opsline/v1/*_pb2.py libs/schemas/opsline/v1/*_pb2.pyi
+	$(BIN)/python -m grpc_tools.protoc -I proto -I $(PROTO_INCLUDE) \
+		--python_out=libs/schemas --pyi_out=libs/schemas proto/prometheus/*.proto
+	sed -i 's/^from prometheus import/from libs.schemas.prometheus import/' \
+		libs/schemas/prometheus/*_pb2.py libs/schemas/prometheus/*_pb2.pyi
 
 lock: ## re-resolve the pinned dependency locks from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv

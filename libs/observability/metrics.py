@@ -49,7 +49,19 @@ class ServiceMetrics:
         )
         self.samples = Counter(
             "opsline_samples",
-            "Metric samples by outcome (accepted, rejected)",
+            "Metric samples by outcome (accepted, rejected, stale: staleness markers dropped)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.remote_write_requests = Counter(
+            "opsline_remote_write_requests",
+            "Prometheus remote_write requests by outcome (accepted, rejected, unavailable)",
+            ["outcome", "code"],
+            registry=registry,
+        )
+        self.remote_write_samples = Counter(
+            "opsline_remote_write_samples",
+            "Samples in remote_write requests by outcome (accepted: handed to Kafka)",
             ["outcome"],
             registry=registry,
         )

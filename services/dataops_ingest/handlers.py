@@ -34,6 +34,8 @@ async def on_raw_events(batch: Batch, *, partitions: int) -> None:
                 metrics.samples.labels("rejected").inc()
                 await batch.reject(record, f"rejected: {exc}")
                 continue
+            if out.stale:
+                metrics.samples.labels("stale").inc(out.stale)
             if out.errors:
                 metrics.samples.labels("rejected").inc(len(out.errors))
                 await batch.reject(

@@ -13,6 +13,7 @@ from libs.events import topics as t
 from libs.events.envelope import CloudEvent, EnvelopeError, parse_rfc3339
 from libs.schemas.opsline.v1.logs_pb2 import LogBatch, LogRecord
 from libs.schemas.opsline.v1.ops_pb2 import OpsEvent
+from libs.telemetry import remote_write
 from libs.telemetry.logs import parse_log_batch
 from libs.telemetry.samples import BatchError, NormSample, parse_metric_batch
 
@@ -27,6 +28,7 @@ class Normalized:
     logs: list[LogRecord] = field(default_factory=list)
     ops_event: OpsEvent | None = None
     errors: list[str] = field(default_factory=list)  # parts that were not taken
+    stale: int = 0  # Prometheus staleness markers: dropped, not errors
 
 
 def normalize(event: CloudEvent, *, now_ms: int | None = None) -> Normalized:
@@ -39,6 +41,8 @@ def normalize(event: CloudEvent, *, now_ms: int | None = None) -> Normalized:
         if not parsed.samples:
             raise Unusable("no valid sample: " + "; ".join(parsed.errors[:20]))
         return Normalized(samples=parsed.samples, errors=parsed.errors)
+    if event.type == remote_write.EVENT_TYPE:
+        return _remote_write(event, now_ms=now_ms)
     if event.type == t.LOG_BATCH:
         try:
             logs, errors, _ = parse_log_batch(_json_data(event), source=event.source, now_ms=now_ms)
@@ -53,6 +57,19 @@ def normalize(event: CloudEvent, *, now_ms: int | None = None) -> Normalized:
             f"(external tools send {t.METRIC_BATCH}, {t.LOG_BATCH} or their own types)"
         )
     return Normalized(ops_event=to_ops_event(event, now_ms=now_ms))
+
+
+def _remote_write(event: CloudEvent, *, now_ms: int | None) -> Normalized:
+    """A Prometheus remote_write body (as the gateway got it) → samples; the rules above."""
+    try:
+        parsed = remote_write.parse_event_data(
+            event.data, encoding=event.extensions.get("contentencoding"), now_ms=now_ms
+        )
+    except remote_write.RemoteWriteError as exc:
+        raise Unusable(exc.reason) from None
+    if not parsed.samples and parsed.errors:
+        raise Unusable("no valid sample: " + "; ".join(parsed.errors[:20]))
+    return Normalized(samples=parsed.samples, errors=parsed.errors, stale=parsed.stale)
 
 
 def _json_data(event: CloudEvent) -> object:

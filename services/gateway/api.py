@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import httpx
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from libs.events import topics as t
 from libs.events.envelope import (
@@ -17,6 +17,8 @@ from libs.events.envelope import (
     from_structured,
 )
 from libs.events.publisher import Publisher
+from libs.observability.metrics import get_metrics
+from libs.telemetry import remote_write
 from libs.telemetry.precheck import precheck
 from services.gateway import stream as live
 from services.gateway.deps import CurrentCaller
@@ -24,6 +26,8 @@ from services.gateway.deps import CurrentCaller
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 MAX_BATCH_EVENTS = 10_000
+# A remote_write request waits this long for Kafka's acks=all, then gets 503 (retried).
+REMOTE_WRITE_KAFKA_TIMEOUT_S = 10.0
 
 router = APIRouter(prefix="/v1")
 
@@ -126,6 +130,47 @@ async def post_events(request: Request, caller: CurrentCaller) -> JSONResponse:
             status_code=400 if content_type == BATCH else 422,
         )
     return JSONResponse({"accepted": accepted, "rejected": rejected}, status_code=202)
+
+
+@router.post(
+    "/ingest/prometheus/write",
+    status_code=204,
+    summary="Prometheus remote_write 1.0 (snappy-compressed protobuf)",
+)
+async def prometheus_write(request: Request, caller: CurrentCaller) -> Response:
+    """204 only once the request is on Kafka (acks=all): Prometheus retries 5xx, drops 4xx."""
+    counts = get_metrics()
+    try:
+        body = await read_body(request, request.app.state.settings.max_body_bytes)
+        write = remote_write.decode_request(
+            body,
+            content_type=request.headers.get("content-type", ""),
+            content_encoding=request.headers.get("content-encoding", ""),
+            version=request.headers.get("x-prometheus-remote-write-version"),
+        )
+    except remote_write.RemoteWriteError as exc:
+        counts.remote_write_requests.labels("rejected", str(exc.status)).inc()
+        raise HTTPException(exc.status, exc.reason) from None
+    except HTTPException as exc:
+        counts.remote_write_requests.labels("rejected", str(exc.status_code)).inc()
+        raise
+    samples = remote_write.count_samples(write)
+    if write.timeseries:
+        event = remote_write.to_event(body, source=f"prometheus/{caller.name}")
+        publisher: Publisher = request.app.state.publisher
+        try:
+            await asyncio.wait_for(
+                publisher.publish(t.INGEST_RAW, event, key=event.source),
+                REMOTE_WRITE_KAFKA_TIMEOUT_S,
+            )
+        except Exception as exc:
+            counts.remote_write_requests.labels("unavailable", "503").inc()
+            counts.remote_write_samples.labels("unavailable").inc(samples)
+            reason = str(exc) or type(exc).__name__
+            raise HTTPException(503, f"could not hand the samples to Kafka: {reason}") from None
+    counts.remote_write_requests.labels("accepted", "204").inc()
+    counts.remote_write_samples.labels("accepted").inc(samples)
+    return Response(status_code=204)
 
 
 @router.get("/metrics/query", summary="Metric samples by name, label matchers and time range")
