@@ -95,7 +95,7 @@ def stack(
         "OPSLINE_DEPLOY_DRIFT_INTERVAL_S": "1",
     }
     os.environ.pop("OPSLINE_ADMIN_TOKEN", None)
-    k8s.kubeconfig(home / "clusters" / "k8s.kubeconfig")
     running = start_stack(home, port_offset=PORT_OFFSET, env=env)
+    running.register_cluster("k8s", k8s.kubeconfig(home / "k8s.kubeconfig"))
     yield running
     running.stop()

@@ -37,7 +37,7 @@ SERVICES: dict[str, tuple[str, list[type[BaseSettings]]]] = {
     "aiops-detector": ("services.aiops_detector", [DetectorSettings]),
 }
 INFRA = ("kafka", "postgres", "elasticsearch")
-REQUIRED_SECRETS = ("OPSLINE_INTERNAL_TOKEN", "OPSLINE_ADMIN_TOKEN")
+REQUIRED_SECRETS = ("OPSLINE_INTERNAL_TOKEN", "OPSLINE_ADMIN_TOKEN", "OPSLINE_DEPLOY_SECRET_KEY")
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ${NAME:+alt}
 INTERPOLATION = re.compile(
@@ -177,6 +177,11 @@ def test_secrets_are_required_and_not_spread() -> None:
         assert ("OPSLINE_ADMIN_TOKEN" in env) == (name == "gateway"), name
     m = INTERPOLATION.fullmatch(environment(services["gateway"])["OPSLINE_ADMIN_TOKEN"])
     assert m and m["name"] == "OPSLINE_ADMIN_TOKEN" and m["op"] == ":?"
+    # only deploy holds the key that seals cluster credentials
+    for name in SERVICES:
+        assert ("OPSLINE_DEPLOY_SECRET_KEY" in environment(services[name])) == (name == "deploy")
+    m = INTERPOLATION.fullmatch(environment(services["deploy"])["OPSLINE_DEPLOY_SECRET_KEY"])
+    assert m and m["name"] == "OPSLINE_DEPLOY_SECRET_KEY" and m["op"] == ":?"
 
 
 def test_interpolations_are_well_formed() -> None:

@@ -129,12 +129,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="opsline-bench-deploy-") as tmp:
             home = Path(tmp) / "home"
-            kubeconfig = double.kubeconfig(home / "clusters" / "k8s.kubeconfig")
+            kubeconfig = double.kubeconfig(home / "k8s.kubeconfig")
             direct = asyncio.run(baseline(kubeconfig, n))
             running = start_stack(
                 home, port_offset=20000, env={"OPSLINE_DEPLOY_MAX_PARALLEL": "32"}
             )
             try:
+                running.register_cluster("k8s", kubeconfig)
                 measured = asyncio.run(platform(running.stack.gateway_url, running.admin_token, n))
             finally:
                 running.stop()

@@ -43,6 +43,17 @@ class RunningStack:
         out = self.supervisorctl("pid", program).strip()
         return int(out)
 
+    def register_cluster(self, name: str, kubeconfig: Path) -> dict:
+        """PUT /v1/clusters/<name> with the kubeconfig file's text, as a user would."""
+        response = httpx.put(
+            f"{self.stack.gateway_url}/v1/clusters/{name}",
+            json={"kubeconfig": kubeconfig.read_text()},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -195,6 +195,24 @@ def build_router(*, guard: Any, market_roots: list[str]) -> APIRouter:
                 found = await deployments.get(session, deployment_id=deployment_id)
                 return deployments.deployment_view(found)
 
+    @router.post("/deployments/{deployment_id}/retry", status_code=202)
+    async def retry(request: Request, deployment_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            with _http_errors():
+                found = await deployments.retry(session, deployment_id=deployment_id)
+                view = deployments.deployment_view(found)
+        request.app.state.relay.wake()
+        return view
+
+    @router.post("/deployments/{deployment_id}/terminate", status_code=202)
+    async def terminate(request: Request, deployment_id: str) -> dict[str, Any]:
+        async with _sessions(request)() as session:
+            with _http_errors():
+                found = await deployments.terminate(session, deployment_id=deployment_id)
+                view = deployments.deployment_view(found)
+        request.app.state.relay.wake()
+        return view
+
     @router.get("/instances")
     async def list_instances(request: Request) -> dict[str, Any]:
         async with _sessions(request)() as session:

@@ -159,6 +159,47 @@ async def uninstall(session: AsyncSession, *, instance_id: str) -> Deployment:
     )
 
 
+async def _send(session: AsyncSession, deployment: Deployment, what: str, message: Any) -> None:
+    add_to_outbox(
+        session,
+        topic=t.DEPLOY_COMMANDS,
+        key=deployment.instance,
+        event=_command(f"io.opsline.deploy.{what}_requested", deployment.id, message),
+    )
+    await session.commit()
+
+
+async def retry(session: AsyncSession, *, deployment_id: str) -> Deployment:
+    """Run a deployment that waits for an operator (or failed) again, as a new revision."""
+    deployment = await get(session, deployment_id=deployment_id)
+    if deployment.state not in ("WAIT_FOR_OP", "FAILURE"):
+        raise service.Conflict(
+            f"deployment {deployment_id} is {deployment.state}; only WAIT_FOR_OP or FAILURE "
+            "can be retried"
+        )
+    newest = (await list_all(session, instance_id=deployment.instance))[0]
+    if newest.id != deployment.id:
+        raise service.Conflict(
+            f"deployment {newest.id} of instance {deployment.instance} is newer; retry that "
+            "one, or launch again"
+        )
+    message = deploy_pb2.RetryRequested(deployment_id=deployment.id, instance=deployment.instance)
+    await _send(session, deployment, "retry", message)
+    return deployment
+
+
+async def terminate(session: AsyncSession, *, deployment_id: str) -> Deployment:
+    """Stop a deployment that has not finished."""
+    deployment = await get(session, deployment_id=deployment_id)
+    if deployment.state in FINAL:
+        raise service.Conflict(f"deployment {deployment_id} has finished ({deployment.state})")
+    message = deploy_pb2.TerminateRequested(
+        deployment_id=deployment.id, instance=deployment.instance
+    )
+    await _send(session, deployment, "terminate", message)
+    return deployment
+
+
 async def get(session: AsyncSession, *, deployment_id: str) -> Deployment:
     deployment = await session.get(Deployment, deployment_id)
     if deployment is None:
@@ -170,7 +211,9 @@ async def list_all(session: AsyncSession, *, instance_id: str | None = None) -> 
     query = select(Deployment)
     if instance_id:
         query = query.where(Deployment.instance == instance_id)
-    rows = await session.exec(query.order_by(Deployment.created_at.desc()))  # type: ignore[attr-defined]
+    rows = await session.exec(
+        query.order_by(Deployment.created_at.desc(), Deployment.id)  # type: ignore[attr-defined]
+    )
     return list(rows.all())
 
 
@@ -206,6 +249,11 @@ def instance_view(i: Instance) -> dict[str, Any]:
     }
 
 
+def _aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back; they were written as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 async def on_deploy_event(session: AsyncSession, event: CloudEvent) -> None:
     """Fold deploy.state_changed (and drift) into the deployment and instance projections."""
     if event.type in ("io.opsline.deploy.drift_detected", "io.opsline.deploy.drift_resolved"):
@@ -237,6 +285,14 @@ async def on_deploy_event(session: AsyncSession, event: CloudEvent) -> None:
     instance = await session.get(Instance, change.instance)
     if instance is None:
         return
+    last = await session.get(Deployment, instance.last_deployment or "")
+    if (
+        deployment is not None
+        and last is not None
+        and last.id != deployment.id
+        and _aware(deployment.created_at) < _aware(last.created_at)
+    ):
+        return  # news of an older deployment (superseded): the instance follows the newest
     if change.kind == "uninstall" and change.state == "SUCCESS":
         await session.delete(instance)
         return

@@ -1,4 +1,5 @@
-"""deploy's consumer: deploy.commands become queued deployments (once per deployment id)."""
+"""deploy's consumer: deploy.commands become queued deployments (once per deployment id),
+and retries and terminations of deployments already known."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from libs.events.idempotency import mark_processed
 from libs.events.worker import Batch
 from libs.schemas.opsline.v1 import deploy_pb2
 from services.deploy import service
@@ -17,7 +19,10 @@ KINDS: dict[str, tuple[str, Any]] = {
     "io.opsline.deploy.requested": ("deploy", deploy_pb2.DeployRequested),
     "io.opsline.deploy.rollback_requested": ("rollback", deploy_pb2.RollbackRequested),
     "io.opsline.deploy.uninstall_requested": ("uninstall", deploy_pb2.UninstallRequested),
+    "io.opsline.deploy.retry_requested": ("retry", deploy_pb2.RetryRequested),
+    "io.opsline.deploy.terminate_requested": ("terminate", deploy_pb2.TerminateRequested),
 }
+CONSUMER = "deploy-commands"
 
 
 async def on_commands(
@@ -42,6 +47,15 @@ async def on_commands(
                 continue
             if kind == "deploy" and not message.components:
                 await batch.reject(record, "rejected: a deployment needs components")
+                continue
+            if kind in ("retry", "terminate"):
+                if not await mark_processed(session, consumer=CONSUMER, event_id=event.id):
+                    continue  # redelivered: it was acted on once
+                act = service.retry if kind == "retry" else service.terminate
+                refused = await act(session, deployment_id=message.deployment_id)
+                if refused:
+                    await batch.reject(record, f"rejected: {refused}")
+                new += not refused
                 continue
             request = json_format.MessageToDict(message, preserving_proto_field_name=True)
             new += await service.record(

@@ -1,6 +1,6 @@
 """The Kubernetes target: renders component releases into objects and rolls them out.
 
-    target = KubernetesTarget("/path/to/kubeconfig")
+    target = KubernetesTarget(kubeconfig)               # a path, or the kubeconfig as a dict
     objects = render("shop", "demo", 3, component)   # pure: dicts, nothing sent
     await target.apply("demo", objects)                # namespace + server-side apply
     await target.wait("demo", objects, timeout=300)    # RolloutError when it goes wrong
@@ -386,8 +386,8 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 
 class KubernetesTarget:
-    def __init__(self, kubeconfig_path: str, *, field_manager: str = OPSLINE) -> None:
-        self.kubeconfig_path = str(kubeconfig_path)
+    def __init__(self, kubeconfig: str | dict[str, Any], *, field_manager: str = OPSLINE) -> None:
+        self.kubeconfig = kubeconfig
         self.field_manager = field_manager
         self.poll_seconds = 0.1
         self._api: ApiClient | None = None
@@ -416,9 +416,14 @@ class KubernetesTarget:
         async with self._lock:
             if self._api is None:
                 configuration = Configuration()
-                await config.load_kube_config(
-                    config_file=self.kubeconfig_path, client_configuration=configuration
-                )
+                if isinstance(self.kubeconfig, dict):
+                    await config.load_kube_config_from_dict(
+                        self.kubeconfig, client_configuration=configuration
+                    )
+                else:
+                    await config.load_kube_config(
+                        config_file=str(self.kubeconfig), client_configuration=configuration
+                    )
                 self._api = ApiClient(configuration=configuration)
             return self._api
 
@@ -594,6 +599,11 @@ class KubernetesTarget:
         return f"; last event {event.get('reason')}: {event.get('message')}"
 
     # ------------------------------------------------------------------------ reading
+
+    async def version(self) -> str:
+        """The API server's version (`v1.31.2`): proves the address and credentials work."""
+        info = await self._call("GET", "/version")
+        return str(info.get("gitVersion") or "unknown")
 
     async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -14,11 +14,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from libs.config import CommonSettings
 from libs.events import topics as t
 from libs.events.worker import Batch
+from libs.internal import internal_token_guard
 from libs.member import create_member_app
 from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
 from libs.runtime import serve
-from services.deploy import handlers
+from services.deploy import api, clusters, handlers
 from services.deploy.local_runtime import LocalRuntime
 from services.deploy.models import TABLES
 from services.deploy.runner import Runner
@@ -30,6 +31,10 @@ NAME = "deploy"
 def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
     runtime = LocalRuntime(Path(settings.runtime_dir or common.home / "runtime").resolve())
     holder: dict[str, Runner] = {}
+    sealer = clusters.Sealer(
+        settings.secret_key.get_secret_value() if settings.secret_key else None,
+        Path(settings.secret_key_file or common.home / "deploy-secret.key").resolve(),
+    )
 
     async def on_commands(batch: Batch, sessions: async_sessionmaker[AsyncSession]) -> None:
         await handlers.on_commands(batch, sessions, poke=lambda: holder["runner"].poke())
@@ -44,14 +49,14 @@ def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
         group_id=settings.group_id,
         topics=[t.DEPLOY_COMMANDS],
         handler=on_commands,
-        tables=TABLES,
+        tables=[*TABLES, clusters.Cluster],
         background=[("runner", run_runner)],
         on_shutdown=runtime.close,
     )
     runner = Runner(
         sessions=app.state.sessions,
         runtime=runtime,
-        clusters_dir=Path(settings.clusters_dir or common.home / "clusters").resolve(),
+        sealer=sealer,
         worker=settings.worker_id or f"{socket.gethostname()}-{os.getpid()}",
         max_parallel=settings.max_parallel,
         heartbeat_s=settings.heartbeat_s,
@@ -61,6 +66,8 @@ def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
         wake=app.state.relay.wake,
     )
     holder["runner"] = runner
+    app.include_router(api.build_router(guard=internal_token_guard(common.internal_token)))
+    app.state.sealer = sealer
     app.state.local_runtime = runtime
     return app
 

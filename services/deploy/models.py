@@ -8,7 +8,10 @@ from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 ACTIVE = ("PROCESSING", "WAITING", "ROLLING_BACK")
-FINAL = ("SUCCESS", "FAILURE", "WAIT_FOR_OP", "TERMINATED", "ROLLED_BACK")
+FINAL = ("SUCCESS", "FAILURE", "TERMINATED", "ROLLED_BACK")
+# WAIT_FOR_OP: some components failed; an operator retries it, rolls the instance back, or
+# terminates it. It does not hold the instance: the next deployment supersedes it.
+RETRYABLE = ("WAIT_FOR_OP", "FAILURE")
 
 
 def utcnow() -> datetime:
@@ -66,4 +69,13 @@ class InstanceState(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-TABLES: list[type[SQLModel]] = [DeployTask, Revision, InstanceState]
+class Termination(SQLModel, table=True):
+    """A request to stop a deployment that is in progress; its worker acts on it."""
+
+    __tablename__ = "deploy_terminations"
+
+    deployment_id: str = Field(primary_key=True, max_length=36)
+    requested_at: datetime = Field(default_factory=utcnow)
+
+
+TABLES: list[type[SQLModel]] = [DeployTask, Revision, InstanceState, Termination]

@@ -13,7 +13,6 @@ import functools
 import logging
 import shlex
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.deploy import drift, service
+from services.deploy import clusters, drift, service
 from services.deploy.kubernetes import (
     KubernetesError,
     KubernetesTarget,
@@ -69,7 +68,7 @@ class Runner:
         *,
         sessions: async_sessionmaker[AsyncSession],
         runtime: LocalRuntime,
-        clusters_dir: Path,
+        sealer: clusters.Sealer,
         worker: str,
         max_parallel: int,
         heartbeat_s: float,
@@ -80,7 +79,7 @@ class Runner:
     ) -> None:
         self.sessions = sessions
         self.runtime = runtime
-        self.clusters_dir = clusters_dir
+        self.sealer = sealer
         self.worker = worker
         self.max_parallel = max_parallel
         self.heartbeat_s = heartbeat_s
@@ -90,6 +89,7 @@ class Runner:
         self.drift_interval_s = drift_interval_s
         self._drift_checked = 0.0
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._terminating: set[str] = set()
         self._poke = asyncio.Event()
 
     def poke(self) -> None:
@@ -127,6 +127,7 @@ class Runner:
                 if reaped:
                     log.info("reaper: %s", ", ".join(reaped))
                     self.wake_relay()
+            await self._terminate_requested()
             free = self.max_parallel - len(self.running)
             if free > 0:
                 async with self.sessions() as session:
@@ -150,6 +151,23 @@ class Runner:
         for task in list(self.running.values()):
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
+
+    async def _terminate_requested(self) -> None:
+        """Stop what operators asked to stop: ours in progress, and any not yet taken."""
+        async with self.sessions() as session:
+            wanted = await service.terminations(session)
+            for deployment_id in wanted:
+                if deployment_id in self.running:
+                    if deployment_id not in self._terminating:
+                        self._terminating.add(deployment_id)
+                        self.running[deployment_id].cancel()
+                    continue
+                task = await session.get(DeployTask, deployment_id)
+                if task is not None and task.state == "CREATED":
+                    await service.transition(
+                        session, task, "TERMINATED", reason="terminated by request (CREATED)"
+                    )
+            await session.commit()
 
     def _done(self, deployment_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(deployment_id, None)
@@ -177,7 +195,16 @@ class Runner:
             else:
                 await self._deploy(deployment_id, instance, request)
         except asyncio.CancelledError:
-            raise
+            if deployment_id not in self._terminating:
+                raise  # shutting down: the reaper gives it to another worker
+            self._terminating.discard(deployment_id)
+            log.info("deployment %s terminated by request", deployment_id)
+            await self._update(
+                deployment_id,
+                "TERMINATED",
+                reason="terminated by request during the rollout; what was applied so far "
+                "stays: deploy again or roll the instance back",
+            )
         except Exception as exc:
             log.exception("deployment %s failed", deployment_id)
             await self._update(deployment_id, "FAILURE", reason=f"{type(exc).__name__}: {exc}")
@@ -257,7 +284,7 @@ class Runner:
             if row is None:
                 continue
             request = orjson.loads(row.request)
-            async with self._cluster(state.cluster) as cluster:
+            async with await self._cluster(state.cluster) as cluster:
                 live = await cluster.live(state.namespace, state.instance)
             found = drift.differences(request, row.revision, live)
             text = "; ".join(found)
@@ -276,11 +303,13 @@ class Runner:
             self.wake_relay()
             log.info("%s: %s", state.instance, f"drift: {text}" if text else "back in sync")
 
-    def _cluster(self, name: str) -> KubernetesTarget:
-        path = self.clusters_dir / f"{name}.kubeconfig"
-        if not path.is_file():
-            raise DeployError(f"cluster {name!r} is not registered: put its kubeconfig at {path}")
-        return KubernetesTarget(str(path))
+    async def _cluster(self, name: str) -> KubernetesTarget:
+        async with self.sessions() as session:
+            try:
+                config = await clusters.load(session, self.sealer, name)
+            except (clusters.ClusterNotFound, ValueError) as exc:
+                raise DeployError(str(exc)) from None
+        return KubernetesTarget(config)
 
     async def _roll_out_kubernetes(
         self, request: dict[str, Any], revision: int, states: list[dict[str, str]]
@@ -289,7 +318,7 @@ class Runner:
         namespace, instance = target.get("namespace", "default"), request["instance"]
         failed: list[dict[str, str]] = []
         keep: set[tuple[str, str]] = set()
-        async with self._cluster(target["cluster"]) as cluster:
+        async with await self._cluster(target["cluster"]) as cluster:
             for release in request.get("components", []):
                 name = release["spec"]["name"]
                 try:
@@ -423,7 +452,7 @@ class Runner:
         async with self.sessions() as session:
             found = await session.get(InstanceState, instance)
         if found is not None and found.cluster != "local":
-            async with self._cluster(found.cluster) as cluster:
+            async with await self._cluster(found.cluster) as cluster:
                 removed = await cluster.uninstall(found.namespace, instance)
             log.info("%s: deleted %s", instance, ", ".join(removed) or "nothing")
         else:

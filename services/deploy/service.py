@@ -19,7 +19,7 @@ from libs.events import topics as t
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import add_to_outbox
 from libs.schemas.opsline.v1 import deploy_pb2
-from services.deploy.models import ACTIVE, DeployTask, as_utc, utcnow
+from services.deploy.models import ACTIVE, RETRYABLE, DeployTask, Termination, as_utc, utcnow
 
 SOURCE = "opsline/deploy"
 MAX_REASON = 4000
@@ -103,6 +103,49 @@ async def transition(
     announce(session, task, app=app, version=version)
 
 
+async def retry(session: AsyncSession, *, deployment_id: str) -> str:
+    """Queue a WAIT_FOR_OP or FAILURE deployment again; the reason it cannot be, or ""."""
+    task = await session.get(DeployTask, deployment_id)
+    if task is None:
+        return f"no deployment {deployment_id}"
+    if task.state not in RETRYABLE:
+        return f"deployment {deployment_id} is {task.state}; only WAIT_FOR_OP or FAILURE retry"
+    task.worker, task.attempt = None, 0
+    stale = await session.get(Termination, deployment_id)
+    if stale is not None:  # asked to stop while it ran, but it had finished by then
+        await session.delete(stale)
+    await transition(session, task, "CREATED", reason="retry requested by an operator")
+    return ""
+
+
+async def terminate(session: AsyncSession, *, deployment_id: str) -> str:
+    """Stop a deployment: at once if it waits, else its worker stops it (Termination)."""
+    task = await session.get(DeployTask, deployment_id)
+    if task is None:
+        return f"no deployment {deployment_id}"
+    if task.state in ("CREATED", "WAIT_FOR_OP"):
+        reason = f"terminated by request ({task.state})"
+        await transition(session, task, "TERMINATED", reason=reason)
+    elif task.state in ACTIVE:
+        if await session.get(Termination, deployment_id) is None:
+            session.add(Termination(deployment_id=deployment_id))
+    else:
+        return f"deployment {deployment_id} has finished ({task.state})"
+    return ""
+
+
+async def terminations(session: AsyncSession) -> set[str]:
+    """Deployments asked to stop that are still in progress."""
+    rows = (
+        await session.exec(
+            select(Termination.deployment_id)
+            .join(DeployTask, col(DeployTask.deployment_id) == col(Termination.deployment_id))
+            .where(col(DeployTask.state).in_((*ACTIVE, "CREATED")))
+        )
+    ).all()
+    return set(rows)
+
+
 async def claim(session: AsyncSession, *, worker: str, limit: int) -> list[str]:
     """Take CREATED tasks, oldest first, at most one per instance and none for a busy one."""
     busy = set(
@@ -126,9 +169,32 @@ async def claim(session: AsyncSession, *, worker: str, limit: int) -> list[str]:
             continue
         task.worker, task.heartbeat_at, task.attempt = worker, utcnow(), task.attempt + 1
         busy.add(task.instance)
+        await _supersede(session, task)
         await transition(session, task, "PROCESSING")
         taken.append(task.deployment_id)
     return taken
+
+
+async def _supersede(session: AsyncSession, task: DeployTask) -> None:
+    """A deployment that waited for an operator is over once another one of its instance
+    starts (a rollback, a new launch): it fails, naming its successor."""
+    waiting = (
+        await session.exec(
+            select(DeployTask).where(
+                DeployTask.instance == task.instance,
+                DeployTask.state == "WAIT_FOR_OP",
+                DeployTask.deployment_id != task.deployment_id,
+            )
+        )
+    ).all()
+    for old in waiting:
+        await transition(
+            session,
+            old,
+            "FAILURE",
+            reason=f"{old.reason or 'waited for an operator'}; superseded by {task.kind} "
+            f"{task.deployment_id}",
+        )
 
 
 async def heartbeat(session: AsyncSession, *, deployment_ids: list[str], worker: str) -> None:

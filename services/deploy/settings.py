@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +22,8 @@ class DeploySettings(BaseSettings):
     # How often live Kubernetes objects are compared with the desired revision.
     drift_interval_s: float = 60.0
     worker_id: str | None = None
-    # Registered clusters: <name>.kubeconfig files in this folder (default
-    # OPSLINE_HOME/clusters). A launch target names one; "local" is this host.
-    clusters_dir: str | None = None
+    # Registered clusters' kubeconfigs are stored encrypted with this key (any string).
+    # Unset: a key file, created on first use (default OPSLINE_HOME/deploy-secret.key).
+    # Every deploy replica needs the same key.
+    secret_key: SecretStr | None = None
+    secret_key_file: str | None = None

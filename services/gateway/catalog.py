@@ -159,6 +159,28 @@ async def get_deployment(
     return await forward(request, "appmanager", f"/deployments/{deployment_id}")
 
 
+@router.post(
+    "/deployments/{deployment_id}/retry",
+    status_code=202,
+    summary="Run a WAIT_FOR_OP (or failed) deployment again, as a new revision",
+)
+async def retry_deployment(
+    request: Request, caller: CurrentCaller, deployment_id: BuildId
+) -> Response:
+    return await forward(request, "appmanager", f"/deployments/{deployment_id}/retry")
+
+
+@router.post(
+    "/deployments/{deployment_id}/terminate",
+    status_code=202,
+    summary="Stop a deployment that has not finished (state TERMINATED)",
+)
+async def terminate_deployment(
+    request: Request, caller: CurrentCaller, deployment_id: BuildId
+) -> Response:
+    return await forward(request, "appmanager", f"/deployments/{deployment_id}/terminate")
+
+
 @router.get("/instances", summary="Instances: where each app runs, at which revision")
 async def list_instances(request: Request, caller: CurrentCaller) -> Response:
     return await forward(request, "appmanager", "/instances")
@@ -188,3 +210,40 @@ async def rollback(
 @router.delete("/instances/{instance_id}", status_code=202, summary="Uninstall an instance")
 async def uninstall(request: Request, caller: CurrentCaller, instance_id: InstanceId) -> Response:
     return await forward(request, "appmanager", f"/instances/{instance_id}")
+
+
+ClusterName = Annotated[str, Path(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+
+
+class ClusterRequest(BaseModel):
+    kubeconfig: str = Field(description="kubeconfig YAML, self-contained (inline certificates)")
+    context: str | None = Field(default=None, description="default: its current-context")
+
+
+@router.put(
+    "/clusters/{name}",
+    tags=["clusters"],
+    summary="Register (or replace) a Kubernetes cluster; its kubeconfig is stored encrypted",
+)
+async def register_cluster(
+    request: Request,
+    caller: CurrentCaller,
+    name: ClusterName,
+    body: Annotated[ClusterRequest, Body()],
+) -> Response:
+    return await forward(request, "deploy", f"/clusters/{name}")
+
+
+@router.get("/clusters", tags=["clusters"], summary="Registered clusters (never credentials)")
+async def list_clusters(request: Request, caller: CurrentCaller) -> Response:
+    return await forward(request, "deploy", "/clusters")
+
+
+@router.get("/clusters/{name}", tags=["clusters"], summary="A cluster, and whether it answers")
+async def get_cluster(request: Request, caller: CurrentCaller, name: ClusterName) -> Response:
+    return await forward(request, "deploy", f"/clusters/{name}")
+
+
+@router.delete("/clusters/{name}", status_code=204, tags=["clusters"], summary="Forget a cluster")
+async def remove_cluster(request: Request, caller: CurrentCaller, name: ClusterName) -> Response:
+    return await forward(request, "deploy", f"/clusters/{name}")

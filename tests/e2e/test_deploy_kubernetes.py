@@ -46,7 +46,7 @@ async def _scale(stack: RunningStack, name: str, replicas: int) -> None:
     from kubernetes_asyncio import client, config
 
     api = await config.new_client_from_config(
-        config_file=str(stack.home / "clusters" / "k8s.kubeconfig")
+        config_file=str(stack.home / "k8s.kubeconfig")
     )
     async with api:
         await client.AppsV1Api(api).patch_namespaced_deployment(

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from libs.schemas.opsline.v1 import catalog_pb2 as opsline_dot_v1_dot_catalog__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17opsline/v1/deploy.proto\x12\nopsline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18opsline/v1/catalog.proto\";\n\x06Target\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\"c\n\x10\x43omponentRelease\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.opsline.v1.ComponentSpec\x12&\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x14.opsline.v1.Artifact\"\xf2\x01\n\x0f\x44\x65ployRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\"\n\x06target\x18\x05 \x01(\x0b\x32\x12.opsline.v1.Target\x12+\n\nparameters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\ncomponents\x18\x07 \x03(\x0b\x32\x1c.opsline.v1.ComponentRelease\x12\x15\n\rauto_rollback\x18\x08 \x01(\x08\"N\n\x11RollbackRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\"=\n\x12UninstallRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\"=\n\x0e\x43omponentState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xce\x01\n\x16\x44\x65ploymentStateChanged\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x05\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ncomponents\x18\x08 \x03(\x0b\x32\x1a.opsline.v1.ComponentState\x12\x0c\n\x04kind\x18\t \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17opsline/v1/deploy.proto\x12\nopsline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18opsline/v1/catalog.proto\";\n\x06Target\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\"c\n\x10\x43omponentRelease\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.opsline.v1.ComponentSpec\x12&\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x14.opsline.v1.Artifact\"\xf2\x01\n\x0f\x44\x65ployRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\"\n\x06target\x18\x05 \x01(\x0b\x32\x12.opsline.v1.Target\x12+\n\nparameters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\ncomponents\x18\x07 \x03(\x0b\x32\x1c.opsline.v1.ComponentRelease\x12\x15\n\rauto_rollback\x18\x08 \x01(\x08\"N\n\x11RollbackRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x05\"=\n\x12UninstallRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\"9\n\x0eRetryRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\"=\n\x12TerminateRequested\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\"=\n\x0e\x43omponentState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xce\x01\n\x16\x44\x65ploymentStateChanged\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x05\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ncomponents\x18\x08 \x03(\x0b\x32\x1a.opsline.v1.ComponentState\x12\x0c\n\x04kind\x18\t \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,8 +43,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROLLBACKREQUESTED']._serialized_end=580
   _globals['_UNINSTALLREQUESTED']._serialized_start=582
   _globals['_UNINSTALLREQUESTED']._serialized_end=643
-  _globals['_COMPONENTSTATE']._serialized_start=645
-  _globals['_COMPONENTSTATE']._serialized_end=706
-  _globals['_DEPLOYMENTSTATECHANGED']._serialized_start=709
-  _globals['_DEPLOYMENTSTATECHANGED']._serialized_end=915
+  _globals['_RETRYREQUESTED']._serialized_start=645
+  _globals['_RETRYREQUESTED']._serialized_end=702
+  _globals['_TERMINATEREQUESTED']._serialized_start=704
+  _globals['_TERMINATEREQUESTED']._serialized_end=765
+  _globals['_COMPONENTSTATE']._serialized_start=767
+  _globals['_COMPONENTSTATE']._serialized_end=828
+  _globals['_DEPLOYMENTSTATECHANGED']._serialized_start=831
+  _globals['_DEPLOYMENTSTATECHANGED']._serialized_end=1037
 # @@protoc_insertion_point(module_scope)

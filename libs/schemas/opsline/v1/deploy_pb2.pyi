@@ -64,6 +64,22 @@ class UninstallRequested(_message.Message):
     instance: str
     def __init__(self, deployment_id: _Optional[str] = ..., instance: _Optional[str] = ...) -> None: ...
 
+class RetryRequested(_message.Message):
+    __slots__ = ("deployment_id", "instance")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    instance: str
+    def __init__(self, deployment_id: _Optional[str] = ..., instance: _Optional[str] = ...) -> None: ...
+
+class TerminateRequested(_message.Message):
+    __slots__ = ("deployment_id", "instance")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    instance: str
+    def __init__(self, deployment_id: _Optional[str] = ..., instance: _Optional[str] = ...) -> None: ...
+
 class ComponentState(_message.Message):
     __slots__ = ("name", "state", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
