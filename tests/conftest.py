@@ -93,6 +93,9 @@ def stack(
         "OPSLINE_BUILD_HEARTBEAT_TIMEOUT_S": "6",
         "OPSLINE_APPMANAGER_MARKET_ROOTS": str(home / "markets"),
         "OPSLINE_DEPLOY_DRIFT_INTERVAL_S": "1",
+        # and so is a killed deploy worker's deployment
+        "OPSLINE_DEPLOY_HEARTBEAT_S": "1",
+        "OPSLINE_DEPLOY_HEARTBEAT_TIMEOUT_S": "6",
     }
     os.environ.pop("OPSLINE_ADMIN_TOKEN", None)
     running = start_stack(home, port_offset=PORT_OFFSET, env=env)

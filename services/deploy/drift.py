@@ -2,7 +2,8 @@
 
 Only the fields opsline sets are compared (a controller's defaults are not drift): each
 object must exist, and a Deployment keeps its replicas (unless an HPA owns them), images
-and environment.
+and environment. Helm components are compared with the objects their chart rendered to
+when the revision was rolled out.
 """
 
 from __future__ import annotations
@@ -28,13 +29,20 @@ def differences(request: dict[str, Any], revision: int, live: list[dict[str, Any
     found = {(o.get("kind"), o.get("metadata", {}).get("name")): o for o in live}
     out: list[str] = []
     for release in request.get("components", []):
-        for want in render(instance, namespace, revision, release):
+        spec = release.get("spec") or {}
+        if spec.get("type") == "helm":  # what the chart rendered to, kept with the revision
+            desired = request.get("rendered", {}).get(spec.get("name"), [])
+        else:
+            desired = render(instance, namespace, revision, release)
+        for want in desired:
             key = (want["kind"], want["metadata"]["name"])
             have = found.get(key)
             where = f"{key[0]} {namespace}/{key[1]}"
             if have is None:
                 out.append(f"{where} is missing")
                 continue
+            if want["kind"] == "ConfigMap" and have.get("data") != want.get("data"):
+                out.append(f"{where}: data differs")
             if want["kind"] != "Deployment":
                 continue
             wanted_replicas = want.get("spec", {}).get("replicas")

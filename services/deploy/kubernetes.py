@@ -37,27 +37,37 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 INSTANCE = "opsline.io/instance"
 COMPONENT = "opsline.io/component"
 REVISION = "opsline.io/revision"
+CONFIG_HASH = "opsline.io/config-sha256"
+CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+MAX_CONFIG_BYTES = 1_000_000
 OPSLINE = "opsline"
 
 APPLY_PATCH = "application/apply-patch+yaml"
 PROGRESS_DEADLINE_SECONDS = 600
 
 # kind -> (API path prefix, plural); also the order prune and uninstall delete in.
+# The kinds beyond ConfigMap come from helm charts (services/deploy/charts.py); a cluster
+# that does not serve one answers 404 to its listing, which is skipped.
 KINDS: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses"),
     "Service": ("/api/v1", "services"),
+    "CronJob": ("/apis/batch/v1", "cronjobs"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets"),
     "Job": ("/apis/batch/v1", "jobs"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "ConfigMap": ("/api/v1", "configmaps"),
+    "Secret": ("/api/v1", "secrets"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
 }
 API_VERSIONS = {
-    "HorizontalPodAutoscaler": "autoscaling/v2",
-    "Ingress": "networking.k8s.io/v1",
-    "Service": "v1",
-    "Deployment": "apps/v1",
-    "Job": "batch/v1",
-    "ConfigMap": "v1",
+    kind: prefix.removeprefix("/apis/").removeprefix("/api/") for kind, (prefix, _) in KINDS.items()
 }
 _RESPONSE_TYPES = {200: "object", 201: "object", 202: "object"}
 
@@ -221,6 +231,52 @@ def _container(name: str, image: str, traits: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
+def _deadline(raw: Any, cname: str) -> int:
+    if raw is None:
+        return PROGRESS_DEADLINE_SECONDS
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise RenderError(f"component {cname}: traits.progressDeadlineSeconds must be ≥ 1")
+    return raw
+
+
+def _config_map(raw: Any, cname: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """`traits.config: {mountPath: /etc/app, files: {app.yaml: "..."}}` as a ConfigMap
+    (with `_mount` and `_hash` for the caller to take out)."""
+    if not raw:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("files"), dict) or not raw["files"]:
+        raise RenderError(f"component {cname}: traits.config needs files: {{name: content}}")
+    unknown = sorted(set(raw) - {"files", "mountPath"})
+    if unknown:
+        raise RenderError(f"component {cname}: traits.config has unknown keys {unknown}")
+    mount = str(raw.get("mountPath") or f"/etc/opsline/{cname}")
+    if not mount.startswith("/") or ".." in mount.split("/"):
+        raise RenderError(f"component {cname}: traits.config.mountPath must be absolute")
+    data: dict[str, str] = {}
+    for key, content in raw["files"].items():
+        if not isinstance(key, str) or not CONFIG_KEY.fullmatch(key) or key in (".", ".."):
+            raise RenderError(
+                f"component {cname}: traits.config.files: {key!r} is not a file name "
+                "(letters, digits, '-', '_', '.')"
+            )
+        data[key] = content if isinstance(content, str) else _scalar(content)
+    size = sum(len(k) + len(v.encode()) for k, v in data.items())
+    if size > MAX_CONFIG_BYTES:
+        raise RenderError(
+            f"component {cname}: traits.config.files hold {size} bytes; a ConfigMap holds "
+            f"at most {MAX_CONFIG_BYTES}"
+        )
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "data": data,
+        "_mount": mount,
+        "_hash": digest[:16],
+    }
+
+
 def render(
     instance: str, namespace: str, revision: int, component: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -247,23 +303,33 @@ def render(
 
     image = _image(spec, artifact)
     container = _container(cname, image, traits)
+    config_map = _config_map(traits.get("config"), cname, meta())
+    pod_meta: dict[str, Any] = {"labels": dict(labels)}
+    pod_extra: dict[str, Any] = {}
+    if config_map is not None:
+        container["volumeMounts"] = [{"name": "config", "mountPath": config_map.pop("_mount")}]
+        pod_extra["volumes"] = [{"name": "config", "configMap": {"name": name}}]
+        # a change of the files changes the pod template, so the pods restart with them
+        pod_meta["annotations"] = {CONFIG_HASH: config_map.pop("_hash")}
+    extras = [config_map] if config_map is not None else []
     if ctype == "job":
         job_spec: dict[str, Any] = {
             "backoffLimit": int(traits.get("backoffLimit", 3)),
             "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": {"restartPolicy": "Never", "containers": [container]},
+                "metadata": pod_meta,
+                "spec": {"restartPolicy": "Never", "containers": [container], **pod_extra},
             },
         }
         if traits.get("activeDeadlineSeconds"):
             job_spec["activeDeadlineSeconds"] = int(traits["activeDeadlineSeconds"])
         return [
+            *extras,
             {
                 "apiVersion": "batch/v1",
                 "kind": "Job",
                 "metadata": meta(_dns_label(f"{instance}-{cname}-r{revision}")),
                 "spec": job_spec,
-            }
+            },
         ]
     if ctype != "microservice":
         raise RenderError(f"component {cname}: type {ctype!r} is not supported on Kubernetes")
@@ -271,8 +337,8 @@ def render(
     autoscale = traits.get("autoscale") or None
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": dict(selector)},
-        "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
-        "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [container]}},
+        "progressDeadlineSeconds": _deadline(traits.get("progressDeadlineSeconds"), cname),
+        "template": {"metadata": pod_meta, "spec": {"containers": [container], **pod_extra}},
     }
     if not autoscale:  # with an HPA, the HPA owns spec.replicas
         replicas = traits.get("replicas", 1)
@@ -280,7 +346,13 @@ def render(
             raise RenderError(f"component {cname}: bad replicas {replicas!r}")
         deployment_spec["replicas"] = replicas
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(), "spec": deployment_spec}
+        *extras,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(),
+            "spec": deployment_spec,
+        },
     ]
     ports = _ports(traits.get("ports"))
     if ports:  # a ClusterIP Service needs at least one port

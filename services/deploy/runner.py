@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.deploy import clusters, drift, service
+from services.deploy.charts import render_helm
 from services.deploy.kubernetes import (
     KubernetesError,
     KubernetesTarget,
@@ -36,6 +37,17 @@ log = logging.getLogger(__name__)
 
 class DeployError(Exception):
     pass
+
+
+def _timeout(objects: list[dict[str, Any]], runner: Runner) -> float:
+    """How long a component's rollout may take: its progress deadline (plus a margin for
+    the controller to report it), else the runner's ready timeout."""
+    deadlines = [
+        float(o["spec"].get("progressDeadlineSeconds") or 0) + 30
+        for o in objects
+        if o["kind"] == "Deployment"
+    ]
+    return max([runner.ready_timeout_s, *deadlines])
 
 
 def _plain(value: Any) -> Any:
@@ -319,25 +331,65 @@ class Runner:
         failed: list[dict[str, str]] = []
         keep: set[tuple[str, str]] = set()
         async with await self._cluster(target["cluster"]) as cluster:
+            rendered: dict[str, list[dict[str, Any]]] = {}
             for release in request.get("components", []):
                 name = release["spec"]["name"]
                 try:
-                    objects = render(instance, namespace, revision, release)
+                    if release["spec"].get("type") == "helm":
+                        objects = await render_helm(instance, namespace, revision, release)
+                    else:
+                        objects = render(instance, namespace, revision, release)
                     keep |= {(o["kind"], o["metadata"]["name"]) for o in objects}
                     await cluster.apply(namespace, objects)
-                    await cluster.wait(namespace, objects, timeout=self.ready_timeout_s)
-                    entry = next((s for s in states if s["name"] == name), None)
-                    if entry is not None:
-                        entry["state"] = "SUCCESS"
-                except (RenderError, KubernetesError, RolloutError) as exc:
+                    rendered[name] = objects
+                except (RenderError, KubernetesError) as exc:
                     failed.append(
                         {"name": name, "state": "FAILURE", "reason": str(exc) or type(exc).__name__}
                     )
+
+            async def wait(name: str, objects: list[dict[str, Any]]) -> None:
+                try:
+                    await cluster.wait(namespace, objects, timeout=_timeout(objects, self))
+                except (KubernetesError, RolloutError) as exc:
+                    failed.append(
+                        {"name": name, "state": "FAILURE", "reason": str(exc) or type(exc).__name__}
+                    )
+                    return
+                entry = next((s for s in states if s["name"] == name), None)
+                if entry is not None:
+                    entry["state"] = "SUCCESS"
+
+            # every component rolls out at once: the slowest one sets the pace
+            await asyncio.gather(*(wait(n, o) for n, o in rendered.items()))
+            await self._remember(
+                instance,
+                revision,
+                {
+                    r["spec"]["name"]: rendered[r["spec"]["name"]]
+                    for r in request.get("components", [])
+                    if r["spec"].get("type") == "helm" and r["spec"]["name"] in rendered
+                },
+            )
             if not failed:
                 pruned = await cluster.prune(namespace, instance, keep)
                 if pruned:
                     log.info("%s: pruned %s", instance, ", ".join(pruned))
         return failed
+
+    async def _remember(
+        self, instance: str, revision: int, charts: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        """Keep what helm components rendered to: drift is checked against exactly that."""
+        if not charts:
+            return
+        async with self.sessions() as session:
+            row = await session.get(Revision, (instance, revision))
+            if row is not None:
+                stored = orjson.loads(row.request)
+                stored["rendered"] = {**stored.get("rendered", {}), **charts}
+                row.request = orjson.dumps(stored).decode()
+                session.add(row)
+                await session.commit()
 
     async def _deploy(self, deployment_id: str, instance: str, request: dict[str, Any]) -> None:
         revision = await self._next_revision(instance)
