@@ -76,6 +76,13 @@ app.add_typer(market, name="market")
 app.add_typer(events, name="events")
 instances = typer.Typer(help="Instances: roll back, uninstall, list.", no_args_is_help=True)
 app.add_typer(instances, name="instance")
+deployments = typer.Typer(
+    help="Deployments: retry one waiting for an operator, terminate one in progress.",
+    no_args_is_help=True,
+)
+app.add_typer(deployments, name="deployment")
+clusters = typer.Typer(help="Kubernetes clusters that launch targets name.", no_args_is_help=True)
+app.add_typer(clusters, name="cluster")
 
 MarketOpt = Annotated[str, typer.Option("--market", help="market URL (a directory or s3://…)")]
 
@@ -320,11 +327,20 @@ def deploy(
             raise typer.Exit(_follow_deployment(ops, str(result["id"]), out))
 
 
-def _follow_deployment(ops: OpslineClient, deployment_id: str, out: Console) -> int:
+def _follow_deployment(
+    ops: OpslineClient, deployment_id: str, out: Console, *, leaving: str = ""
+) -> int:
+    """Print each change until the deployment ends; `leaving` is a state it is known to be
+    about to leave (a retried WAIT_FOR_OP), which does not count as its end."""
     seen: dict[str, str] = {}
     state = ""
+    give_up = time.monotonic() + 60
     while True:
         current = ops.get_deployment(deployment_id)
+        if leaving and current["state"] == leaving and time.monotonic() < give_up:
+            time.sleep(0.5)
+            continue
+        leaving = ""
         if current["state"] != state:
             state = current["state"]
             out.print(f"  {state}" + (f": {current['reason']}" if current.get("reason") else ""))
@@ -340,6 +356,67 @@ def _follow_deployment(ops: OpslineClient, deployment_id: str, out: Console) -> 
             out.print(f"[{colour}]deployment {deployment_id} {state.lower()}[/{colour}]")
             return 0 if ok else 1
         time.sleep(0.5)
+
+
+@deployments.command("retry")
+def deployment_retry(
+    ctx: typer.Context, deployment_id: str, wait: Annotated[bool, typer.Option("--wait")] = False
+) -> None:
+    """Run a deployment that waits for an operator (WAIT_FOR_OP) or failed, again."""
+    with _client(ctx) as ops:
+        result = ops.retry_deployment(deployment_id)
+        _out().print(f"deployment {deployment_id}: retry of {result['instance']} requested")
+        if wait:
+            raise typer.Exit(
+                _follow_deployment(ops, deployment_id, _out(), leaving=str(result["state"]))
+            )
+
+
+@deployments.command("terminate")
+def deployment_terminate(ctx: typer.Context, deployment_id: str) -> None:
+    """Stop a deployment that has not finished (it ends TERMINATED)."""
+    with _client(ctx) as ops:
+        result = ops.terminate_deployment(deployment_id)
+    _out().print(f"deployment {deployment_id}: termination of {result['instance']} requested")
+
+
+@clusters.command("add")
+def cluster_add(
+    ctx: typer.Context,
+    name: str,
+    kubeconfig: Annotated[Path, typer.Option(help="a self-contained kubeconfig file")],
+    context: Annotated[str | None, typer.Option(help="default: its current-context")] = None,
+) -> None:
+    """Register (or replace) a cluster; its kubeconfig is stored encrypted."""
+    try:
+        text = kubeconfig.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {kubeconfig}: {exc}")
+    with _client(ctx) as ops:
+        result = ops.register_cluster(name, text, context)
+    reach = (
+        f"reachable, Kubernetes {result.get('version')}"
+        if result.get("reachable")
+        else f"NOT reachable from deploy: {result.get('error')}"
+    )
+    _out().print(f"cluster {name}: {result['server']} (context {result['context']}), {reach}")
+
+
+@clusters.command("list")
+def cluster_list(ctx: typer.Context) -> None:
+    """Registered clusters (no credentials are ever shown)."""
+    with _client(ctx) as ops:
+        rows = ops.list_clusters().get("clusters", [])
+    for row in rows:
+        _out().print(f"{row['name']}  {row['server']}  context {row['context']}")
+
+
+@clusters.command("remove")
+def cluster_remove(ctx: typer.Context, name: str) -> None:
+    """Forget a cluster (refused while instances run on it)."""
+    with _client(ctx) as ops:
+        ops.remove_cluster(name)
+    _out().print(f"cluster {name} removed")
 
 
 @instances.command("list")

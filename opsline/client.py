@@ -347,6 +347,25 @@ class OpslineClient:
     def get_deployment(self, deployment_id: str) -> JSONDict:
         return _json(self._request("GET", f"/v1/deployments/{_seg(deployment_id)}"))
 
+    def retry_deployment(self, deployment_id: str) -> JSONDict:
+        """Run a WAIT_FOR_OP (or failed) deployment again, as a new revision."""
+        return _json(self._request("POST", f"/v1/deployments/{_seg(deployment_id)}/retry"))
+
+    def terminate_deployment(self, deployment_id: str) -> JSONDict:
+        """Stop a deployment that has not finished."""
+        return _json(self._request("POST", f"/v1/deployments/{_seg(deployment_id)}/terminate"))
+
+    def register_cluster(self, name: str, kubeconfig: str, context: str | None = None) -> JSONDict:
+        """Register (or replace) a Kubernetes cluster; the kubeconfig is stored encrypted."""
+        body = {"kubeconfig": kubeconfig, "context": context}
+        return _json(self._request("PUT", f"/v1/clusters/{_seg(name)}", json=body))
+
+    def list_clusters(self) -> JSONDict:
+        return _json(self._request("GET", "/v1/clusters"))
+
+    def remove_cluster(self, name: str) -> None:
+        self._request("DELETE", f"/v1/clusters/{_seg(name)}")
+
     def list_instances(self) -> JSONDict:
         return _json(self._request("GET", "/v1/instances"))
 

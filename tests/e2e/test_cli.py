@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from libs.testing.k8s_double import K8sDouble
 from libs.testing.stack import RunningStack
 
 pytestmark = pytest.mark.e2e
@@ -73,3 +74,18 @@ def test_cli_errors_are_one_clear_line(stack: RunningStack, tmp_path: Path) -> N
     missing = opsline(stack, "build", "no-such-app")
     assert missing.returncode == 1
     assert "no app named 'no-such-app'" in missing.stdout + missing.stderr
+
+
+def test_cluster_commands(stack: RunningStack, k8s: K8sDouble, tmp_path: Path) -> None:
+    kubeconfig = k8s.kubeconfig(tmp_path / "staging.kubeconfig")
+    added = opsline(stack, "cluster", "add", "staging", "--kubeconfig", str(kubeconfig))
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"cluster staging: {k8s.url}" in added.stdout and "reachable" in added.stdout
+    listed = opsline(stack, "cluster", "list")
+    assert "staging" in listed.stdout and k8s.token not in listed.stdout
+    missing = opsline(stack, "cluster", "add", "x", "--kubeconfig", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "cannot read" in missing.stderr
+    removed = opsline(stack, "cluster", "remove", "staging")
+    assert removed.returncode == 0 and "staging" not in opsline(stack, "cluster", "list").stdout
+    again = opsline(stack, "cluster", "remove", "staging")
+    assert again.returncode != 0 and "not registered" in again.stderr
