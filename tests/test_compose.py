@@ -6,35 +6,36 @@ No Docker needed: the compose file is parsed as YAML (safe_load resolves the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 from pydantic_settings import BaseSettings
 
 from libs.config import CommonSettings, env_names
-from services.aiops_detector.settings import DetectorSettings
-from services.appmanager.settings import AppmanagerSettings
-from services.build.settings import BuildSettings
-from services.dataops_ingest.settings import IngestSettings
-from services.deploy.settings import DeploySettings
-from services.gateway.settings import AdminTokenSettings, GatewaySettings
+from libs.observability.metrics import ServiceMetrics
+from services.gateway.settings import GatewaySettings
+from tests import settings_inventory
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
+
+def _own_classes(package: str) -> list[type[BaseSettings]]:
+    own = settings_inventory.own_settings_class(package)
+    others = settings_inventory.settings_classes(package)[1:]
+    return [own, *(cls for cls in others if cls is not own)]
+
+
 # compose service → (python module, settings classes it reads besides CommonSettings;
-# the first one has the service's host and port)
+# the first one has the service's host and port), found in the code (tests/settings_inventory)
 SERVICES: dict[str, tuple[str, list[type[BaseSettings]]]] = {
-    "gateway": ("services.gateway", [GatewaySettings, AdminTokenSettings]),
-    "appmanager": ("services.appmanager", [AppmanagerSettings]),
-    "build": ("services.build", [BuildSettings]),
-    "deploy": ("services.deploy", [DeploySettings]),
-    "dataops-ingest": ("services.dataops_ingest", [IngestSettings]),
-    "aiops-detector": ("services.aiops_detector", [DetectorSettings]),
+    name: (package, _own_classes(package)) for name, package in settings_inventory.SERVICES.items()
 }
 INFRA = ("kafka", "postgres", "elasticsearch")
 REQUIRED_SECRETS = ("OPSLINE_INTERNAL_TOKEN", "OPSLINE_ADMIN_TOKEN", "OPSLINE_DEPLOY_SECRET_KEY")
@@ -223,3 +224,176 @@ def test_dockerfile_exists_and_uses_python_311() -> None:
         if line.upper().startswith("FROM ")
     ]
     assert froms and froms[0].startswith("python:3.11"), froms
+
+
+# --- monitoring, healthchecks and data volumes --------------------------------------
+
+DASHBOARDS = ROOT / "deploy" / "dashboards"
+# each store's data folder, where its named volume must be mounted
+DATA_PATHS = {
+    "kafka": "/var/lib/kafka/data",
+    "postgres": "/var/lib/postgresql/data",
+    "elasticsearch": "/usr/share/elasticsearch/data",
+    "prometheus": "/prometheus",
+    "grafana": "/var/lib/grafana",
+}
+
+
+def mounts(svc: dict) -> dict[str, str]:
+    """Mount target → source (a named volume or a ./path) of a compose service."""
+    out = {}
+    for volume in svc.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        out[target] = source
+    return out
+
+
+def mounted_file(svc: dict, target: str) -> Path:
+    source = mounts(svc)[target]
+    assert source.startswith("./"), f"{target} is not a file of this repository"
+    return ROOT / source
+
+
+def test_every_container_has_a_healthcheck() -> None:
+    services = load()["services"]
+    assert {"prometheus", "grafana"} <= set(services)
+    for name, svc in services.items():
+        check = svc.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+        assert svc.get("restart") == "unless-stopped", name
+
+
+def test_data_lives_in_named_volumes() -> None:
+    compose = load()
+    declared = set(compose["volumes"])
+    for name, path in DATA_PATHS.items():
+        source = mounts(compose["services"][name]).get(path)
+        assert source in declared, f"{name}: {path} is not on a named volume"
+    for name in SERVICES:
+        assert mounts(compose["services"][name])["/var/lib/opsline"] in declared, name
+    kafka = environment(compose["services"]["kafka"])
+    assert kafka["KAFKA_LOG_DIRS"].startswith(DATA_PATHS["kafka"])
+    assert "--storage.tsdb.path=/prometheus" in compose["services"]["prometheus"]["command"]
+
+
+def test_prometheus_scrapes_every_service() -> None:
+    prometheus = load()["services"]["prometheus"]
+    config = yaml.safe_load(mounted_file(prometheus, "/etc/prometheus/prometheus.yml").read_text())
+    jobs = {
+        job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
+        for job in config["scrape_configs"]
+    }
+    for name in SERVICES:
+        # the job is named as the service: the dashboards group by job
+        assert jobs.get(name) == {f"{name}:{default_port(name)}"}, name
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboards() -> None:
+    services = load()["services"]
+    grafana = services["grafana"]
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    provisioning = mounted_file(grafana, "/etc/grafana/provisioning")
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())[
+        "datasources"
+    ]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert any(p.startswith("127.0.0.1:9090:") for p in services["prometheus"]["ports"])
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "opsline.yaml").read_text())[
+        "providers"
+    ]
+    path = provider["options"]["path"]
+    assert mounted_file(grafana, path) == DASHBOARDS
+    home = environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"]
+    m = INTERPOLATION.fullmatch(home)
+    assert m and m["op"] == ":?", "Grafana must not start with a default admin password"
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the services export, from the metric families in the code."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+    }
+    registry = ServiceMetrics(CollectorRegistry()).registry
+    return {
+        family.name + suffix
+        for family in registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+def dashboards() -> dict[str, dict]:
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert files, "no dashboards in deploy/dashboards"
+    return {f.name: json.loads(f.read_text()) for f in files}
+
+
+def panel_targets(dashboard: dict) -> list[tuple[dict, dict]]:
+    return [
+        (panel, target)
+        for panel in dashboard["panels"]
+        if panel["type"] != "row"
+        for target in panel.get("targets", [])
+    ]
+
+
+def test_dashboards_are_grafana_json_with_a_datasource_variable() -> None:
+    uids = set()
+    for name, d in dashboards().items():
+        assert d["schemaVersion"] >= 36, name
+        assert d["uid"] not in uids and len(d["uid"]) <= 40, name
+        uids.add(d["uid"])
+        variables = {v["name"]: v for v in d["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource", name
+        assert variables["datasource"]["query"] == "prometheus", name
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
+        targets = panel_targets(d)
+        assert targets, name
+        for panel, target in targets:
+            assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
+            assert target["expr"].strip(), (name, panel["title"])
+            grid = panel["gridPos"]
+            assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, (name, panel["title"])
+
+
+def test_dashboard_queries_use_metrics_the_services_export() -> None:
+    exported = exported_metric_names()
+    assert "opsline_events_consumed_total" in exported  # the derivation itself works
+    for name, d in dashboards().items():
+        for panel, target in panel_targets(d):
+            metrics = set(re.findall(r"\b(opsline_[a-z_]+)\b", target["expr"]))
+            assert metrics, f"{name} / {panel['title']}: no opsline metric"
+            unknown = metrics - exported
+            assert not unknown, f"{name} / {panel['title']}: {unknown} are not exported"
+    # what the dashboards are for: throughput and lag per topic, handler latency,
+    # build and deploy outcomes, ingest rate, alerts
+    exprs = " ".join(t["expr"] for d in dashboards().values() for _, t in panel_targets(d))
+    for needle in (
+        "opsline_consumer_lag",
+        "opsline_handler_seconds_bucket",
+        "opsline_samples_total",
+        'topic="build.events"',
+        'topic="deploy.events"',
+        'topic="alert.events"',
+        "by (topic)",
+    ):
+        assert needle in exprs, needle
+
+
+def test_dashboard_event_types_are_ones_the_code_publishes() -> None:
+    """A build outcome panel must name event types that exist, not guesses."""
+    code = "\n".join(p.read_text() for p in (ROOT / "services").rglob("*.py"))
+    for d in dashboards().values():
+        for _, target in panel_targets(d):
+            for what in re.findall(r"io\.opsline\.(build|deploy)\.([a-z_]+)", target["expr"]):
+                domain, kind = what
+                assert f'"{kind}"' in code or f"io.opsline.{domain}.{kind}" in code, what
+            for group in re.findall(r"io\.opsline\.build\.\(([a-z_|]+)\)", target["expr"]):
+                for kind in group.split("|"):
+                    assert f'"{kind}"' in code, kind
