@@ -431,6 +431,21 @@ def instance_list(ctx: typer.Context) -> None:
         )
 
 
+@instances.command("logs")
+def instance_logs(
+    ctx: typer.Context,
+    instance: str,
+    component: Annotated[str | None, typer.Option(help="one component only")] = None,
+    tail: Annotated[int, typer.Option(min=1, max=500)] = 100,
+) -> None:
+    """What an instance's processes printed last (local runtime)."""
+    with _client(ctx) as ops:
+        found = ops.instance_logs(instance, component, tail).get("components", {})
+    for name, lines in found.items():
+        for line in lines:
+            _out().print(f"{name} | {line}", markup=False, highlight=False)
+
+
 @instances.command("rollback")
 def instance_rollback(
     ctx: typer.Context,

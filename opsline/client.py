@@ -366,6 +366,15 @@ class OpslineClient:
     def remove_cluster(self, name: str) -> None:
         self._request("DELETE", f"/v1/clusters/{_seg(name)}")
 
+    def instance_logs(
+        self, instance: str, component: str | None = None, tail: int = 100
+    ) -> JSONDict:
+        """{"components": {name: [line, …]}}: what its local processes printed last."""
+        params: dict[str, Any] = {"tail": tail}
+        if component:
+            params["component"] = component
+        return _json(self._request("GET", f"/v1/instances/{_seg(instance)}/logs", params=params))
+
     def list_instances(self) -> JSONDict:
         return _json(self._request("GET", "/v1/instances"))
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from services.deploy import clusters
 from services.deploy.kubernetes import KubernetesTarget
+from services.deploy.local_runtime import LocalRuntime
 
 ClusterName = Annotated[str, Path(pattern=clusters.NAME_PATTERN)]
 CHECK_TIMEOUT_S = 5.0
@@ -43,6 +44,26 @@ def build_router(*, guard: Any) -> APIRouter:
 
     def _sessions(request: Request) -> Any:
         return request.app.state.sessions
+
+    @router.get("/instances/{instance}/logs")
+    async def instance_logs(
+        request: Request,
+        instance: ClusterName,
+        component: Annotated[str | None, Query(max_length=63)] = None,
+        tail: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        """The last lines each process component of a local instance printed."""
+        runtime: LocalRuntime = request.app.state.local_runtime
+        names = runtime.components(instance)
+        if not names:
+            raise HTTPException(404, f"no process of instance {instance!r} runs on this host")
+        if component is not None and component not in names:
+            raise HTTPException(404, f"instance {instance!r} has no component {component!r}")
+        chosen = [component] if component else names
+        return {
+            "instance": instance,
+            "components": {name: runtime.logs(instance, name, tail) for name in chosen},
+        }
 
     @router.put("/clusters/{name}")
     async def register(

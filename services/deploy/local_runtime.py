@@ -320,6 +320,8 @@ class LocalRuntime:
         self._instances: dict[str, dict[str, _Component]] = {}
         self._preexec = _die_with_parent()
         self._closed = False
+        # every output line, (instance, component, line): the log shipper's intake
+        self.on_line: Callable[[str, str, str], None] | None = None
 
     # --- installing
 
@@ -445,6 +447,10 @@ class LocalRuntime:
     def status(self, instance: str) -> dict[str, dict[str, Any]]:
         """Per component: revision, pids, state, restarts, last_exit_code, port, replicas."""
         return {n: self._status(c) for n, c in self._instances.get(instance, {}).items()}
+
+    def components(self, instance: str) -> list[str]:
+        """The instance's components this runtime knows, sorted."""
+        return sorted(self._instances.get(instance, {}))
 
     def logs(self, instance: str, component: str, tail: int = 100) -> list[str]:
         """Its last output lines, all revisions, oldest first; ours start with [opsline]."""
@@ -588,14 +594,17 @@ class LocalRuntime:
 
     def _output(self, comp: _Component, rev: _Revision, line: str) -> None:
         rev.output.append(line)
-        comp.log.append(line)
-        comp.log_file.write(line)
+        self._keep(comp, line)
 
     def _note(self, comp: _Component, text: str) -> None:
         """A line of ours in the component's log, told apart from the program's own."""
-        line = f"[opsline] {text}"
+        self._keep(comp, f"[opsline] {text}")
+
+    def _keep(self, comp: _Component, line: str) -> None:
         comp.log.append(line)
         comp.log_file.write(line)
+        if self.on_line is not None:
+            self.on_line(comp.instance, comp.name, line)
 
     async def _stop(self, comp: _Component, timeout: float) -> None:
         async with comp.lock:

@@ -21,6 +21,7 @@ from libs.observability.tracing import setup_tracing
 from libs.runtime import serve
 from services.deploy import api, clusters, handlers
 from services.deploy.local_runtime import LocalRuntime
+from services.deploy.logship import LogShipper
 from services.deploy.models import TABLES
 from services.deploy.runner import Runner
 from services.deploy.settings import DeploySettings
@@ -42,6 +43,12 @@ def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
     async def run_runner(stop: asyncio.Event) -> None:
         await holder["runner"].run(stop)
 
+    shipper = LogShipper()
+    runtime.on_line = shipper.add
+
+    async def ship_logs(stop: asyncio.Event) -> None:
+        await shipper.run(app.state.publisher, stop)
+
     app = create_member_app(
         name=NAME,
         common=common,
@@ -50,7 +57,7 @@ def create_app(settings: DeploySettings, common: CommonSettings) -> FastAPI:
         topics=[t.DEPLOY_COMMANDS],
         handler=on_commands,
         tables=[*TABLES, clusters.Cluster],
-        background=[("runner", run_runner)],
+        background=[("runner", run_runner), ("logs", ship_logs)],
         on_shutdown=runtime.close,
     )
     runner = Runner(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Body, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from services.gateway.api import read_body
@@ -191,6 +191,20 @@ async def get_instance(
     request: Request, caller: CurrentCaller, instance_id: InstanceId
 ) -> Response:
     return await forward(request, "appmanager", f"/instances/{instance_id}")
+
+
+@router.get(
+    "/instances/{instance_id}/logs",
+    summary="The last lines its process components printed (local runtime)",
+)
+async def instance_logs(
+    request: Request,
+    caller: CurrentCaller,
+    instance_id: InstanceId,
+    component: str | None = None,
+    tail: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    return await forward(request, "deploy", f"/instances/{instance_id}/logs")
 
 
 @router.post(

@@ -88,6 +88,26 @@ async def _wait(client: httpx.AsyncClient, gw: str, deployment_id: str, headers:
     raise AssertionError(f"deployment {deployment_id} stuck in {body.get('state')}")
 
 
+async def _logged(stack: RunningStack, instance: str, text: str) -> None:
+    """Wait until the process's line is in the log index (official client, real store)."""
+    from elasticsearch import AsyncElasticsearch
+
+    async with AsyncElasticsearch(stack.stack.elasticsearch_url) as es:
+        for _ in range(120):
+            found = await es.search(
+                index="opsline-logs-*",
+                query={"bool": {"filter": [{"term": {"labels.instance": instance}}]}},
+                size=50,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+            messages = [h["_source"]["message"] for h in found["hits"]["hits"]]
+            if any(text in m for m in messages):
+                return
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"{text!r} of {instance} never reached the log index: {messages}")
+
+
 async def test_launch_upgrade_rollback_uninstall(stack: RunningStack) -> None:
     gw, headers = stack.stack.gateway_url, auth(stack)
     name = unique("svc").replace("_", "-")
@@ -108,6 +128,16 @@ async def test_launch_upgrade_rollback_uninstall(stack: RunningStack) -> None:
         assert first["state"] == "SUCCESS", first
         answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).json()
         assert answer == {"app": "hello", "version": v1, "greeting": "one"}
+        # what the process printed: through the API, and shipped into the log index
+        logs = await client.get(f"{gw}/v1/instances/{name}-dev/logs", headers=headers)
+        assert logs.status_code == 200, logs.text
+        assert (
+            f"hello {v1} listening on http://127.0.0.1:{port}" in logs.json()["components"]["web"]
+        )
+        assert (
+            await client.get(f"{gw}/v1/instances/{name}-dev/logs?component=db", headers=headers)
+        ).status_code == 404
+        await _logged(stack, f"{name}-dev", f"hello {v1} listening")
 
         second = await _deploy(
             client, gw, LAUNCH.format(name=name, version=v2, port=port, greeting="two"), headers
