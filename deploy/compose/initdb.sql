@@ -5,3 +5,4 @@ CREATE DATABASE "gateway";
 CREATE DATABASE "appmanager";
 CREATE DATABASE "build";
 CREATE DATABASE "deploy";
+CREATE DATABASE "dataops_ingest";

@@ -16,7 +16,7 @@ from libs.observability.metrics import get_metrics
 from libs.schemas.opsline.v1.logs_pb2 import LogBatch
 from libs.schemas.opsline.v1.metrics_pb2 import MetricBatch
 from libs.telemetry.samples import encode_batch
-from services.dataops_ingest import service, store
+from services.dataops_ingest import service, store, timeline
 
 SOURCE = "opsline/dataops-ingest"
 
@@ -133,7 +133,10 @@ def to_documents(record: Record, *, prefix: str) -> list[tuple[str, str, dict[st
     if record.event.type == t.OPS_EVENT:
         ev = record.event.json()
         ts = int(ev.get("ts_ms", 0))
-        return [(store.index_for(prefix, "events", ts), str(ev["id"]), {**ev, "ts": ts})]
+        doc = {**ev, "ts": ts, **timeline.ops_fields(ev)}
+        return [(store.index_for(prefix, "events", ts), str(ev["id"]), doc)]
+    if record.topic in timeline.KIND_BY_TOPIC:
+        return [timeline.control_plane_document(record, prefix=prefix)]
     raise ValueError(f"unexpected event type {record.event.type!r} on {record.topic}")
 
 

@@ -23,6 +23,30 @@ class IngestSettings(BaseSettings):
     # are all in memory until Elasticsearch has them.
     sink_max_records: int = 20
     max_query_points: int = 100_000
+    # Scrape targets live here: SQLite under OPSLINE_HOME unless set (postgresql://…,
+    # mysql://… also work; replicas must then share one database).
+    database_url: str | None = None
+    # The scraper: each replica scrapes the targets whose shard is a partition of
+    # ingest.raw its normalizer holds (see services/dataops_ingest/scrape.py).
+    run_scraper: bool = True
+    # Largest exposition page read from a target; a bigger one is a failed scrape.
+    scrape_max_bytes: int = 16 * 1024 * 1024
+    # Concurrent scrapes per replica.
+    scrape_concurrency: int = 64
+    # How often target health (last_scrape, last_error) is written to the database.
+    scrape_status_flush_s: float = 2.0
+    # Kubernetes discovery of pods labelled opsline.io/scrape=true: a kubeconfig file,
+    # or "in-cluster" for the pod's service account; empty turns discovery off.
+    discovery_kubeconfig: str = ""
+    # Namespaces to watch (comma-separated); empty: all namespaces.
+    discovery_namespaces: str = ""
+    # Defaults for discovered pods (an annotation opsline.io/scrape-interval overrides).
+    discovery_interval_s: float = 15.0
+    discovery_timeout_s: float = 10.0
+    # Retention of the monthly metric, log, event and alert indices, in days (0: keep all).
+    retention_days: int = 30
+    # How often the fallback retention task looks for expired indices (stores without ILM).
+    retention_check_s: float = 3600.0
 
 
 @lru_cache(maxsize=1)

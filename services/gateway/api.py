@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-import httpx
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -173,45 +172,7 @@ async def prometheus_write(request: Request, caller: CurrentCaller) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/metrics/query", summary="Metric samples by name, label matchers and time range")
-async def metrics_query(
-    request: Request,
-    caller: CurrentCaller,
-    name: Annotated[str, Query(min_length=1, max_length=200, description="metric name")],
-    start: Annotated[str, Query(description="RFC 3339 or epoch milliseconds")],
-    end: Annotated[str, Query(description="RFC 3339 or epoch milliseconds")],
-    match: Annotated[list[str], Query(description="LABEL=VALUE, may repeat")] = [],
-) -> JSONResponse:
-    client: httpx.AsyncClient = request.app.state.http
-    url = request.app.state.settings.peer_urls().get("dataops-ingest")
-    if not url:
-        raise HTTPException(503, "no dataops-ingest peer configured (OPSLINE_GATEWAY_PEERS)")
-    params: list[tuple[str, str | int | float | bool | None]] = [
-        ("name", name),
-        ("start", start),
-        ("end", end),
-    ]
-    params += [("match", m) for m in match]
-    try:
-        response = await client.get(
-            f"{url}/internal/v1/metrics/query",
-            params=params,
-            headers=request.app.state.internal_headers,
-        )
-    except httpx.HTTPError as exc:
-        raise HTTPException(503, f"dataops-ingest unreachable: {exc}") from None
-    if response.status_code >= 500:
-        raise HTTPException(503, f"dataops-ingest: {_detail(response)}")
-    if response.status_code >= 400:
-        raise HTTPException(response.status_code, _detail(response))
-    return JSONResponse(response.json())
-
-
-def _detail(response: httpx.Response) -> Any:
-    try:
-        return response.json().get("detail", response.text)
-    except ValueError:
-        return response.text[:500]
+# GET /v1/metrics/query and the other dataops-ingest queries: services/gateway/dataops.py
 
 
 @router.get(

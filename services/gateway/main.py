@@ -20,7 +20,7 @@ from libs.events.worker import Worker
 from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
 from libs.runtime import ServiceRuntime, add_ops_routes, serve
-from services.gateway import api, catalog, service
+from services.gateway import api, catalog, dataops, service
 from services.gateway import stream as live
 from services.gateway.models import ApiToken
 from services.gateway.settings import AdminTokenSettings, GatewaySettings
@@ -128,6 +128,7 @@ def create_app(
     add_ops_routes(app, runtime)
     app.include_router(api.router)
     app.include_router(catalog.router)
+    app.include_router(dataops.router)
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.publisher = publisher

@@ -17,7 +17,7 @@ import yaml
 from libs.testing.k8s_double.app import build_app
 from libs.testing.k8s_double.controllers import Controllers
 from libs.testing.k8s_double.resources import by_name
-from libs.testing.k8s_double.store import Store
+from libs.testing.k8s_double.store import Store, now_iso
 
 
 class K8sDouble:
@@ -162,6 +162,30 @@ class K8sDouble:
     def heal(self, namespace: str, name: str) -> None:
         """Clear injected failures of that Deployment/Job; a stuck rollout resumes."""
         self.controllers.heal(namespace, name)
+
+    def set_pod_phase(
+        self, namespace: str, name: str, phase: str = "Running", pod_ip: str = "10.244.0.10"
+    ) -> None:
+        """Play the kubelet for a pod: status.phase, podIP and the Ready condition change
+        (a MODIFIED event for watchers), as when its containers start or stop."""
+        if phase not in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+            raise ValueError(f"unknown pod phase {phase!r}")
+        ready = "True" if phase == "Running" else "False"
+
+        def mutate(pod: dict[str, Any]) -> None:
+            status = pod.setdefault("status", {})
+            status["phase"] = phase
+            status["conditions"] = [{"type": "Ready", "status": ready}]
+            if phase == "Running":
+                status["podIP"] = pod_ip
+                status["podIPs"] = [{"ip": pod_ip}]
+                status.setdefault("startTime", now_iso())
+
+        if self.get("pods", namespace, name) is None:
+            raise KeyError(f"no pod {namespace}/{name}")
+        pods = by_name("pods")
+        key = self.store.key(pods, namespace, name)
+        self.store.controller_write(pods, key, mutate, manager="kubelet", subresource="status")
 
     def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The stored object (a copy), or None: for assertions that bypass the API."""
