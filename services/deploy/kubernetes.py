@@ -685,10 +685,15 @@ class KubernetesTarget:
                 return None
             raise
 
-    async def live(self, namespace: str, instance: str) -> list[dict[str, Any]]:
-        """Every object of the instance (kinds in KINDS), with apiVersion and kind set."""
+    async def live(
+        self, namespace: str, instance: str, kinds: set[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of the instance (of `kinds`, default all in KINDS), with apiVersion
+        and kind set."""
         found: list[dict[str, Any]] = []
         for kind in KINDS:
+            if kinds is not None and kind not in kinds:
+                continue
             try:
                 listed = await self._call(
                     "GET",
@@ -718,10 +723,17 @@ class KubernetesTarget:
             raise
         return True
 
-    async def prune(self, namespace: str, instance: str, keep: set[tuple[str, str]]) -> list[str]:
-        """Delete the instance's objects whose (kind, name) is not in `keep`: `Kind/name`s."""
+    async def prune(
+        self,
+        namespace: str,
+        instance: str,
+        keep: set[tuple[str, str]],
+        kinds: set[str] | None = None,
+    ) -> list[str]:
+        """Delete the instance's objects (of `kinds`, default all) whose (kind, name) is not
+        in `keep`: `Kind/name`s."""
         deleted: list[str] = []
-        for obj in await self.live(namespace, instance):
+        for obj in await self.live(namespace, instance, kinds):
             kind, name = obj["kind"], obj["metadata"]["name"]
             if (kind, name) not in keep and await self._delete(kind, namespace, name):
                 deleted.append(f"{kind}/{name}")

@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.deploy import clusters, drift, service
 from services.deploy.charts import render_helm
 from services.deploy.kubernetes import (
+    KINDS,
     KubernetesError,
     KubernetesTarget,
     RenderError,
@@ -371,10 +372,40 @@ class Runner:
                 },
             )
             if not failed:
-                pruned = await cluster.prune(namespace, instance, keep)
+                kinds = {kind for kind, _ in keep} | await self._kinds_before(instance, namespace)
+                pruned = await cluster.prune(namespace, instance, keep, kinds)
                 if pruned:
                     log.info("%s: pruned %s", instance, ", ".join(pruned))
         return failed
+
+    async def _kinds_before(self, instance: str, namespace: str) -> set[str]:
+        """The kinds the instance's current revision has: what pruning must look through
+        besides the new revision's own (all kinds when that revision cannot be read)."""
+        async with self.sessions() as session:
+            state = await session.get(InstanceState, instance)
+            row = (
+                await session.get(Revision, (instance, state.current_revision))
+                if state is not None and state.current_revision
+                else None
+            )
+        if state is None or not state.current_revision:
+            return set()
+        if row is None:
+            return set(KINDS)
+        request = orjson.loads(row.request)
+        kinds: set[str] = set()
+        for release in request.get("components", []):
+            name = release["spec"]["name"]
+            try:
+                objects = (
+                    request.get("rendered", {}).get(name, [])
+                    if release["spec"].get("type") == "helm"
+                    else render(instance, namespace, row.revision, release)
+                )
+            except RenderError:
+                return set(KINDS)
+            kinds |= {o["kind"] for o in objects}
+        return kinds
 
     async def _remember(
         self, instance: str, revision: int, charts: dict[str, list[dict[str, Any]]]
