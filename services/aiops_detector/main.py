@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 
 from libs.config import CommonSettings
+from libs.events.topics import ALL_TOPICS, wait_for_topics
+from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
 from services.aiops_detector.app import NAME, create_app
 from services.aiops_detector.settings import DetectorSettings
 
 
+def wait_for_kafka(common: CommonSettings) -> bool:
+    """Block until the broker answers and the topics exist; False if stopped first.
+
+    Services start in any order, and faust gives up at once when it cannot bootstrap,
+    so the worker starts only once Kafka is there (logging "waiting for Kafka …").
+    """
+
+    async def wait() -> bool:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await wait_for_topics(
+            common.kafka_bootstrap, ALL_TOPICS, partitions=common.topic_partitions, stop=stop
+        )
+        return not stop.is_set()
+
+    return asyncio.run(wait())
+
+
 def main() -> None:
     common = CommonSettings()
     settings = DetectorSettings()
+    # faust sets up its own logging when the worker starts; until then, ours
+    setup_logging(NAME, common.log_level)
+    if not wait_for_kafka(common):
+        return
     setup_tracing(NAME)
     app = create_app(settings, common)
     level = {"DEBUG": "debug", "WARNING": "warn", "ERROR": "error"}.get(
