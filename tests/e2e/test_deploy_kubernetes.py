@@ -45,9 +45,7 @@ rollback: {{automatic: true}}
 async def _scale(stack: RunningStack, name: str, replicas: int) -> None:
     from kubernetes_asyncio import client, config
 
-    api = await config.new_client_from_config(
-        config_file=str(stack.home / "k8s.kubeconfig")
-    )
+    api = await config.new_client_from_config(config_file=str(stack.home / "k8s.kubeconfig"))
     async with api:
         await client.AppsV1Api(api).patch_namespaced_deployment(
             name,
