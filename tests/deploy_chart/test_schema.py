@@ -31,6 +31,7 @@ NAMESPACED = {
     "ConfigMap",
     "Deployment",
     "HorizontalPodAutoscaler",
+    "Ingress",
     "NetworkPolicy",
     "PersistentVolumeClaim",
     "PodDisruptionBudget",
@@ -97,10 +98,24 @@ def test_every_object_is_valid(version: str, rendered: list[dict[str, Any]]) -> 
 
 @pytest.mark.parametrize("version", [VERSIONS[0], VERSIONS[-1]])
 def test_cluster_wide_and_optional_objects_are_valid(version: str) -> None:
-    values = merged(CLUSTER_WIDE, {"global": {"serviceMonitor": {"enabled": True}}})
+    optional = {
+        "global": {"serviceMonitor": {"enabled": True}},
+        "gateway": {
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "host": "opsline.example.com",
+                "tls": [{"secretName": "opsline-tls", "hosts": ["opsline.example.com"]}],
+            }
+        },
+    }
+    values = merged(CLUSTER_WIDE, optional)
     for kind_values in (values, merged(byo_values(), values)):
         objects = render(kind_values)
         assert find(objects, "ClusterRole") and find(objects, "ServiceMonitor")
+        (ingress,) = find(objects, "Ingress")
+        backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+        assert backend == {"name": "opsline-gateway", "port": {"name": "http"}}
         assert validate_all(objects, version) == []
 
 

@@ -168,6 +168,15 @@ def test_probes_use_healthz_and_readyz(rendered: list[dict[str, Any]]) -> None:
         assert svc["spec"]["selector"].items() <= pod_labels(deployment(rendered, service)).items()
 
 
+def test_the_detector_may_wait_longer_for_kafka(default: list[dict[str, Any]]) -> None:
+    """It serves /healthz only after Kafka answers: its startup budget is larger."""
+    budget = {
+        service: container(deployment(default, service))["startupProbe"]["failureThreshold"]
+        for service in SERVICES
+    }
+    assert budget["aiops-detector"] > budget["gateway"] >= 12
+
+
 def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
     return workload["spec"]["template"]["metadata"]["labels"]
 

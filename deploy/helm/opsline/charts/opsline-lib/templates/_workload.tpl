@@ -17,6 +17,10 @@ ServiceMonitor and RBAC. A service subchart's only template includes this.
 ---
 {{ include "opsline-lib.pdb" . }}
 {{- end }}
+{{- if (.Values.ingress | default dict).enabled }}
+---
+{{ include "opsline-lib.ingress" . }}
+{{- end }}
 {{- if .Values.global.networkPolicy.enabled }}
 ---
 {{ include "opsline-lib.serviceNetworkPolicy" . }}
@@ -100,7 +104,7 @@ spec:
           startupProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 5
-            failureThreshold: 24
+            failureThreshold: {{ .Values.startupFailureThreshold | default 24 }}
           livenessProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 10
@@ -168,4 +172,36 @@ metadata:
   name: {{ include "opsline-lib.fullname" . }}
   labels: {{- include "opsline-lib.labels" . | nindent 4 }}
 spec: {{- include "opsline-lib.pvcSpec" .Values.persistence | nindent 2 }}
+{{- end -}}
+
+{{/* An Ingress to the service (the gateway's API and console), when ingress.enabled. */}}
+{{- define "opsline-lib.ingress" -}}
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ include "opsline-lib.fullname" . }}
+  labels: {{- include "opsline-lib.labels" . | nindent 4 }}
+  {{- with .Values.ingress.annotations }}
+  annotations: {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- with .Values.ingress.className }}
+  ingressClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.ingress.tls }}
+  tls: {{- toYaml . | nindent 4 }}
+  {{- end }}
+  rules:
+    - {{- with .Values.ingress.host }}
+      host: {{ . | quote }}
+      {{- end }}
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: {{ include "opsline-lib.fullname" . }}
+                port:
+                  name: http
 {{- end -}}
