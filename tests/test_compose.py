@@ -258,9 +258,23 @@ def test_every_container_has_a_healthcheck() -> None:
     services = load()["services"]
     assert {"prometheus", "grafana"} <= set(services)
     for name, svc in services.items():
+        if svc.get("restart") == "no":  # a one-shot job: it runs to completion and exits
+            continue
         check = svc.get("healthcheck") or {}
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
         assert svc.get("restart") == "unless-stopped", name
+
+
+def test_missing_databases_are_created_on_every_up() -> None:
+    """initdb scripts run on an empty volume only: the one-shot covers upgrades."""
+    services = load()["services"]
+    one_shot = services["postgres-databases"]
+    assert one_shot["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert mounts(one_shot) == {
+        "/etc/opsline/initdb.sql": next(
+            src for dst, src in mounts(services["postgres"]).items() if "initdb" in dst
+        )
+    }
 
 
 def test_data_lives_in_named_volumes() -> None:
