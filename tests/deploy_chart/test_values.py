@@ -57,3 +57,18 @@ def test_generated_secret_lists_every_configured_key() -> None:
     # kept on uninstall: the stores' volumes outlive the release and know these passwords
     for s in find(objects, "Secret"):
         assert s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"global": {"databse": {"host": "pg"}}}, "additional properties 'databse'"),
+        ({"global": {"database": {"port": "5432x"}}}, "/global/database/port"),
+        ({"global": {"database": {"driver": "oracle"}}}, "/global/database/driver"),
+        ({"global": {"kafka": {"bootstrap": "kafka"}}}, "/global/kafka/bootstrap"),
+        ({"global": {"elasticsearch": {"url": "es:9200"}}}, "/global/elasticsearch/url"),
+    ],
+)
+def test_values_schema_names_the_mistake(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=message):
+        render(values)
