@@ -34,6 +34,7 @@ NAMESPACED = {
     "Ingress",
     "NetworkPolicy",
     "PersistentVolumeClaim",
+    "Pod",  # the `helm test` hook
     "PodDisruptionBudget",
     "Role",
     "RoleBinding",

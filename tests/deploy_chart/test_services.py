@@ -354,3 +354,48 @@ def test_service_monitors_only_when_asked(default: list[dict[str, Any]]) -> None
         assert m["metadata"]["labels"]["release"] == "kp"
         assert m["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
         one(objects, "Service", m["metadata"]["name"])
+
+
+def test_helm_test_hook_waits_for_the_gateway_readyz(default: list[dict[str, Any]]) -> None:
+    """Run the hook's script for real against a /readyz that is 503, then 200."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    pod = one(default, "Pod", f"{RELEASE}-test-readyz")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (c,) = pod["spec"]["containers"]
+    assert c["image"] == container(deployment(default, "gateway"))["image"]
+    script = c["command"][2]
+    gateway_url = f"http://{RELEASE}-gateway:{default_port('gateway')}/readyz"
+    assert gateway_url in script
+    one(default, "Service", f"{RELEASE}-gateway")
+    answers = [503, 200]
+
+    class Readyz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = answers.pop(0) if len(answers) > 1 else answers[0]
+            body = b'{"ready": %s}' % (b"true" if status == 200 else b"false")
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Readyz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        local = f"http://127.0.0.1:{server.server_address[1]}/readyz"
+        result = subprocess.run(
+            [sys.executable, "-c", script.replace(gateway_url, local)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not ready yet" in result.stdout and "ready:" in result.stdout
