@@ -72,3 +72,26 @@ def test_generated_secret_lists_every_configured_key() -> None:
 def test_values_schema_names_the_mistake(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=message):
         render(values)
+
+
+def test_bundled_stores_with_your_secrets() -> None:
+    """For renderers without lookup (Argo CD): bundled stores, no generated Secret."""
+    values = {
+        "global": {
+            "database": {"existingSecret": "my-db"},
+            "elasticsearch": {"existingSecret": "my-es"},
+            "secrets": {"existingSecret": "my-secrets"},
+        }
+    }
+    objects = render(values)
+    assert not find(objects, "Secret")
+    refs = {
+        (o["metadata"]["name"], e["name"]): e["valueFrom"]["secretKeyRef"]["name"]
+        for o in find(objects, "StatefulSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env", [])
+        if "valueFrom" in e
+    }
+    assert refs[(f"{RELEASE}-postgresql", "POSTGRES_PASSWORD")] == "my-db"
+    assert refs[(f"{RELEASE}-postgresql", "PGPASSWORD")] == "my-db"
+    assert refs[(f"{RELEASE}-elasticsearch", "ELASTIC_PASSWORD")] == "my-es"
