@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PROTO_INCLUDE = $$($(BIN)/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 
-.PHONY: setup up test test-unit test-e2e bench lint proto lock clean system-deps
+.PHONY: setup up test test-unit test-e2e bench nab lint proto lock clean system-deps
 
 setup: $(BIN)/.installed ## virtualenv with the platform, the broker and store wheels, the test tools
 
@@ -34,6 +34,9 @@ test-e2e: setup system-deps
 
 bench: setup ## benchmarks; results in bench/RESULTS.md
 	$(BIN)/python -m bench
+
+nab: setup ## anomaly detectors on the NAB corpus, our NAB scorer (docs/detectors.md)
+	$(BIN)/python -m bench.nab --jobs 2
 
 lint: setup
 	$(BIN)/ruff check libs services opsline tests bench

@@ -16,16 +16,21 @@ from pathlib import Path
 from bench.build import run as build
 from bench.deploy import run as deploy
 from bench.ingest import run as ingest
+from bench.nab import run as nab
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["ingest", "build", "deploy"], action="append")
+    parser.add_argument(
+        "--only",
+        choices=["ingest", "build", "deploy", "nab"],
+        action="append",
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    wanted = args.only or ["ingest", "build", "deploy"]
+    wanted = args.only or ["ingest", "build", "deploy", "nab"]
     started = time.time()
     out = HERE / "out"
     out.mkdir(exist_ok=True)
@@ -40,6 +45,9 @@ def main() -> None:
     if "deploy" in wanted:
         print("bench/deploy: concurrent launches against the Kubernetes API double", flush=True)
         results["deploy"] = deploy.run(quick=args.quick)
+    if "nab" in wanted:
+        print("bench/nab: the NAB corpus through every detector", flush=True)
+        results["nab"] = nab.run_all(quick=args.quick)
     previous.write_text(json.dumps(results, indent=2))
     text = [
         "# Benchmark results",
@@ -85,6 +93,8 @@ def main() -> None:
             "",
             deploy.table(r),
         ]
+    if "nab" in results:
+        text += nab.markdown(results["nab"])
     (HERE / "RESULTS.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 
