@@ -17,6 +17,7 @@ from bench.build import run as build
 from bench.deploy import run as deploy
 from bench.ingest import run as ingest
 from bench.nab import run as nab
+from bench.scrape import run as scrape
 
 HERE = Path(__file__).parent
 
@@ -25,12 +26,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--only",
-        choices=["ingest", "build", "deploy", "nab"],
+        choices=["ingest", "build", "deploy", "scrape", "nab"],
         action="append",
     )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    wanted = args.only or ["ingest", "build", "deploy", "nab"]
+    wanted = args.only or ["ingest", "build", "deploy", "scrape", "nab"]
     started = time.time()
     out = HERE / "out"
     out.mkdir(exist_ok=True)
@@ -48,6 +49,9 @@ def main() -> None:
     if "nab" in wanted:
         print("bench/nab: the NAB corpus through every detector", flush=True)
         results["nab"] = nab.run_all(quick=args.quick)
+    if "scrape" in wanted:
+        print("bench/scrape: 200 exporter targets scraped by dataops-ingest", flush=True)
+        results["scrape"] = scrape.run(quick=args.quick)
     previous.write_text(json.dumps(results, indent=2))
     text = [
         "# Benchmark results",
@@ -95,6 +99,20 @@ def main() -> None:
         ]
     if "nab" in results:
         text += nab.markdown(results["nab"])
+    if "scrape" in results:
+        r = results["scrape"]
+        text += [
+            "",
+            "## bench/scrape",
+            "",
+            f"{r['targets']} targets, one node exporter page each ({r['samples_per_page']} "
+            f"samples), served by one local HTTP server; dataops-ingest scrapes each every "
+            f"{r['interval_s']:g} s (its round cannot be shorter than that), measured over "
+            f"{r['window_s']:g} s once every target is up; the baselines fetch and parse the "
+            "same pages round after round. CPU: the dataops-ingest process alone.",
+            "",
+            scrape.table(r),
+        ]
     (HERE / "RESULTS.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 

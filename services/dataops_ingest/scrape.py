@@ -21,16 +21,18 @@ malformed page, too large) is up=0 with the reason in the target's last_error.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -211,18 +213,63 @@ async def fetch(client: httpx.AsyncClient, spec: TargetSpec, max_bytes: int) -> 
 class Outcome:
     samples: list[NormSample]
     status: targets.Status
+    # metrics.points payloads, one per series partition: (partition, MetricBatch bytes, key)
+    batches: list[tuple[int, bytes, str]]
 
 
-async def scrape(client: httpx.AsyncClient, spec: TargetSpec, *, max_bytes: int) -> Outcome:
-    """Scrape one target; never raises: a failure is an up=0 outcome with its reason."""
-    metrics = scrape_metrics()
+Offload = Callable[..., Awaitable[Outcome]]
+
+
+async def _inline(fn: Callable[..., Outcome], *args: Any) -> Outcome:
+    return fn(*args)
+
+
+async def scrape(
+    client: httpx.AsyncClient,
+    spec: TargetSpec,
+    *,
+    max_bytes: int,
+    partitions: int = 1,
+    offload: Offload = _inline,
+) -> Outcome:
+    """Scrape one target; never raises: a failure is an up=0 outcome with its reason.
+
+    The fetch runs on the event loop; parsing, validation and encoding (CPU) run through
+    `offload`, which the Scraper points at a worker thread so that a busy scraper never
+    starves the API, the Kafka heartbeats or the other fetches.
+    """
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
-    samples: list[NormSample] = []
-    error: str | None = None
-    scraped = 0
+    text: str | None = None
+    failure: ScrapeFailed | None = None
     try:
         text = await fetch(client, spec, max_bytes)
+    except ScrapeFailed as exc:
+        failure = exc
+    except Exception as exc:  # a bug must cost one scrape, never the scraper
+        log.exception("scrape of %s failed unexpectedly", spec.url)
+        failure = ScrapeFailed("internal", f"internal error: {type(exc).__name__}: {exc}"[:500])
+    fetched_s = time.perf_counter() - started
+    return await offload(digest, spec, text, failure, now_ms, fetched_s, partitions)
+
+
+def digest(
+    spec: TargetSpec,
+    text: str | None,
+    failure: ScrapeFailed | None,
+    now_ms: int,
+    fetched_s: float,
+    partitions: int,
+) -> Outcome:
+    """A fetched page (or the failure to fetch it) → samples, health series and payloads."""
+    metrics = scrape_metrics()
+    started = time.perf_counter()
+    samples: list[NormSample] = []
+    scraped = 0
+    try:
+        if failure is not None:
+            raise failure
+        assert text is not None
         try:
             raw = exposition.parse(text)
         except exposition.ParseError as exc:
@@ -231,14 +278,15 @@ async def scrape(client: httpx.AsyncClient, spec: TargetSpec, *, max_bytes: int)
         samples, refused = to_samples(raw, spec, now_ms)
         metrics.samples.labels("published").inc(len(samples))
         metrics.samples.labels("rejected").inc(len(refused))
+        error = None
     except ScrapeFailed as exc:
         error = str(exc)
         metrics.failures.labels(exc.kind).inc()
-    except Exception as exc:  # a bug must cost one scrape, never the scraper
-        log.exception("scrape of %s failed unexpectedly", spec.url)
+    except Exception as exc:
+        log.exception("digesting the page of %s failed unexpectedly", spec.url)
         error = f"internal error: {type(exc).__name__}: {exc}"[:500]
         metrics.failures.labels("internal").inc()
-    duration = time.perf_counter() - started
+    duration = fetched_s + time.perf_counter() - started
     metrics.seconds.observe(duration)
     up = error is None
     metrics.scrapes.labels("up" if up else "down").inc()
@@ -250,30 +298,37 @@ async def scrape(client: httpx.AsyncClient, spec: TargetSpec, *, max_bytes: int)
         duration_s=duration,
         samples=scraped,
     )
-    return Outcome(samples, status)
+    return Outcome(samples, status, encode_groups(spec, samples, now_ms, partitions))
 
 
-async def publish(
-    publisher: Publisher, spec: TargetSpec, samples: list[NormSample], *, partitions: int
-) -> None:
-    """metrics.points batches, one per series partition, as the normalizer writes them."""
-    if not samples:
-        return
-    scrape_id = f"scrape:{spec.id}:{samples[-1].ts_ms}"
+def encode_groups(
+    spec: TargetSpec, samples: list[NormSample], now_ms: int, partitions: int
+) -> list[tuple[int, bytes, str]]:
+    """MetricBatch payloads per series partition, as the normalizer writes them."""
+    scrape_id = f"scrape:{spec.id}:{now_ms}"
     by_part: dict[int, list[NormSample]] = defaultdict(list)
     for sample in samples:
         by_part[sample.series.hash32 % partitions].append(sample)
+    return [
+        (part, encode_batch(group, source_event_id=scrape_id), group[0].series_id)
+        for part, group in by_part.items()
+    ]
+
+
+async def publish(publisher: Publisher, spec: TargetSpec, outcome: Outcome) -> None:
+    """Send the outcome's payloads to metrics.points; returns once Kafka has them all."""
     pending = []
-    for part, group in by_part.items():
+    scrape_id = f"scrape:{spec.id}:{int(outcome.status.at.timestamp() * 1000)}"
+    for part, data, key in outcome.batches:
         event = CloudEvent.create(
             type=t.METRIC_POINTS,
             source=SOURCE,
             subject=spec.job,
-            data=encode_batch(group, source_event_id=scrape_id),
+            data=data,
             datacontenttype=PROTOBUF,
             id=f"{scrape_id}:{part}",
         )
-        pending.append(await publisher.send(t.METRICS_POINTS, event, key=group[0].series_id))
+        pending.append(await publisher.send(t.METRICS_POINTS, event, key=key))
     await asyncio.gather(*pending)
 
 
@@ -304,6 +359,9 @@ class Scraper:
             follow_redirects=True,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        # One thread for the CPU part of every scrape: pages are digested one at a time
+        # (the GIL allows no more), and the event loop keeps its turn in between.
+        self.cpu = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scrape-cpu")
         self.loops: dict[str, tuple[TargetSpec, asyncio.Task[None]]] = {}
         self.pending: dict[str, targets.Status] = {}
         self.rounds = 0
@@ -322,6 +380,10 @@ class Scraper:
             self.loops.clear()
             await flusher
             await self.client.aclose()
+            self.cpu.shutdown(wait=False, cancel_futures=True)
+
+    async def _offload(self, fn: Callable[..., Outcome], *args: Any) -> Outcome:
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
 
     async def reload(self) -> None:
         """Start loops for newly owned or changed targets, stop the others."""
@@ -352,12 +414,16 @@ class Scraper:
             if next_at < time.monotonic():  # fell behind: skip the missed ticks
                 next_at = time.monotonic() + spec.interval_s
             async with self.limit:
-                outcome = await scrape(self.client, spec, max_bytes=self.max_bytes)
+                outcome = await scrape(
+                    self.client,
+                    spec,
+                    max_bytes=self.max_bytes,
+                    partitions=self.point_partitions(),
+                    offload=self._offload,
+                )
             self.pending[spec.id] = outcome.status
             try:
-                await publish(
-                    self.publisher, spec, outcome.samples, partitions=self.point_partitions()
-                )
+                await publish(self.publisher, spec, outcome)
             except Exception as exc:  # Kafka trouble: this scrape's samples are lost
                 log.warning("scraper: publishing %s failed: %s", spec.url, exc)
             self.rounds += 1

@@ -31,8 +31,9 @@ class IngestSettings(BaseSettings):
     run_scraper: bool = True
     # Largest exposition page read from a target; a bigger one is a failed scrape.
     scrape_max_bytes: int = 16 * 1024 * 1024
-    # Concurrent scrapes per replica.
-    scrape_concurrency: int = 64
+    # Fetches in flight per replica. Parsing is serial (one thread, the GIL), so more
+    # only makes each fetch wait longer for the event loop and time out under load.
+    scrape_concurrency: int = 16
     # How often target health (last_scrape, last_error) is written to the database.
     scrape_status_flush_s: float = 2.0
     # Kubernetes discovery of pods labelled opsline.io/scrape=true: a kubeconfig file,

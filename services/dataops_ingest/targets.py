@@ -8,6 +8,7 @@ from datetime import datetime
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -166,17 +167,31 @@ def _first_error(exc: ValidationError) -> str:
 
 
 async def record_status(session: AsyncSession, *, statuses: dict[str, Status]) -> None:
-    """Write the latest scrape outcome of each target (gone targets are skipped)."""
-    for target_id, status in statuses.items():
-        row = await session.get(ScrapeTarget, target_id)
-        if row is None:
-            continue
-        row.health = status.health
-        row.last_scrape = status.at
-        row.last_error = status.error
-        row.last_duration_s = round(status.duration_s, 6)
-        row.last_samples = status.samples
-        session.add(row)
+    """Write the latest scrape outcome of each target in one statement (rows that are
+    gone match nothing): the write lock is held for one round trip, not one per target."""
+    if not statuses:
+        return
+    rows = [
+        {
+            "id": target_id,
+            "health": status.health,
+            "last_scrape": status.at,
+            "last_error": status.error,
+            "last_duration_s": round(status.duration_s, 6),
+            "last_samples": status.samples,
+        }
+        for target_id, status in statuses.items()
+    ]
+    known = set(
+        (
+            await session.exec(
+                select(ScrapeTarget.id).where(col(ScrapeTarget.id).in_(list(statuses)))
+            )
+        ).all()
+    )
+    rows = [r for r in rows if r["id"] in known]
+    if rows:
+        await session.exec(sql_update(ScrapeTarget), params=rows)  # type: ignore[call-overload]
     await session.commit()
 
 

@@ -1,0 +1,34 @@
+"""The exporters of bench/scrape: one HTTP server answering every /t/<n>/metrics path with
+the same exporter page (run in its own process, so its CPU is not the scraper's)."""
+
+from __future__ import annotations
+
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def serve(port: int, page: bytes) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real exporters answer
+
+        def do_GET(self) -> None:
+            if not self.path.startswith("/t/"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), Path(sys.argv[2]).read_bytes())
