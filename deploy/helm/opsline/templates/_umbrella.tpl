@@ -1,16 +1,6 @@
-{{/* The umbrella's own objects are labelled as the "platform" component. */}}
-{{- define "opsline.ctx" -}}
-{{- $values := merge (dict "component" "platform" "role" "platform") (omit .Values "component") -}}
-{{- toJson (dict "Values" $values) -}}
-{{- end -}}
-
-{{- define "opsline.services" -}}
-{{- toJson (list "gateway" "appmanager" "build" "deploy" "dataops-ingest" "aiops-detector") -}}
-{{- end -}}
-
 {{/* The databases of the enabled services, one a line. */}}
 {{- define "opsline.databaseNames" -}}
-{{- range $name := include "opsline.services" . | fromJsonArray }}
+{{- range $name := list "gateway" "appmanager" "build" "deploy" "dataops-ingest" "aiops-detector" }}
 {{- $svc := index $.Values $name }}
 {{- if and $svc.enabled $svc.database.name }}
 {{- if not (regexMatch "^[a-z_][a-z0-9_]{0,62}$" $svc.database.name) }}
