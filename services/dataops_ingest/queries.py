@@ -139,7 +139,10 @@ async def metric_range(
                             "fixed_interval": f"{step_ms}ms",
                             "min_doc_count": 1,
                         },
-                        "aggs": {"v": {metric: {"field": "value"}}},
+                        "aggs": {
+                            "v": {metric: {"field": "value"}},
+                            "last": {"max": {"field": "ts"}},
+                        },
                     },
                 },
             }
@@ -149,8 +152,12 @@ async def metric_range(
     out = []
     for bucket in terms["buckets"]:
         source = bucket["meta"]["hits"]["hits"][0]["_source"]
-        steps = [(int(b["key"]), float(b["v"]["value"])) for b in bucket["steps"]["buckets"]]
-        points = _rate(steps) if agg == "rate" else steps
+        buckets = bucket["steps"]["buckets"]
+        if agg == "rate":  # a counter's largest value is its latest: time it by that sample
+            points = _rate([(int(b["last"]["value"]), float(b["v"]["value"])) for b in buckets])
+            points = [(int(b["key"]), v) for b, (_, v) in zip(buckets[1:], points, strict=True)]
+        else:
+            points = [(int(b["key"]), float(b["v"]["value"])) for b in buckets]
         out.append(
             {
                 "name": source["name"],
@@ -163,7 +170,7 @@ async def metric_range(
 
 
 def _rate(steps: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Per-second increase between consecutive steps' last (largest) counter values."""
+    """Per-second increase between consecutive (time, counter value) pairs."""
     out = []
     for (t0, v0), (t1, v1) in itertools.pairwise(steps):
         increase = v1 - v0 if v1 >= v0 else v1  # a reset: the counter started again at 0

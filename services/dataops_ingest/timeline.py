@@ -41,11 +41,12 @@ def summary_of(kind: str, what: str, data: dict[str, Any]) -> str:
         value = data.get(key)
         return default if value is None or value == "" else str(value)
 
-    if kind == "build":
-        text = f"build {get('version') or get('build_id')} {what}".replace("  ", " ")
+    if kind == "build" and what == "step":
+        text = f"build step {get('component')} {get('step')}: {get('status', '?')}"
+    elif kind == "build":
+        text = f"build {get('version') or get('build_id')[:8]} {what}"
         if get("component"):
-            step = f" {get('step')}" if get("step") else ""
-            text += f" ({get('component')}{step})"
+            text += f" ({get('component')})"
     elif kind == "deploy":
         if what == "state_changed":
             text = (
@@ -55,9 +56,9 @@ def summary_of(kind: str, what: str, data: dict[str, Any]) -> str:
         else:
             text = f"{what.replace('_', ' ')} on {get('instance', '?')}"
     elif kind == "app":
-        text = f"{what.replace('_', ' ')}"
-        if get("version"):
-            text += f" {get('version')}"
+        # io.opsline.app.created, io.opsline.package.created: the domain names the thing
+        domain, _, action = what.partition(".")
+        text = f"{domain} {get('version')} {action}".replace("  ", " ")
         changed = data.get("changed")
         if isinstance(changed, list) and changed:
             text += ": " + ", ".join(str(c) for c in changed[:10])
@@ -87,6 +88,8 @@ def control_plane_document(record: Record, *, prefix: str) -> tuple[str, str, di
     data.pop("log", None)  # build step output: kept by the build service, not here
     kind = KIND_BY_TOPIC[record.topic]
     what = event.type.rsplit(".", 1)[-1]
+    if kind == "app":  # app.events carries app.* and package.* types
+        what = ".".join(event.type.split(".")[-2:])
     ts = _ts(record)
     doc: dict[str, Any] = {
         "id": event.id,

@@ -109,12 +109,13 @@ def test_control_plane_events_become_timeline_documents() -> None:
                 "build_id": "b1",
                 "component": "web",
                 "step": "pack",
+                "status": "succeeded",
                 "log": ["x" * 1000],
             },
         ),
         prefix="opsline",
     )
-    assert "log" not in step["data"] and step["summary"] == "build b1 step (web pack)"
+    assert "log" not in step["data"] and step["summary"] == "build step web pack: succeeded"
     index, _, alert = timeline.control_plane_document(
         _record(
             t.ALERT_EVENTS,
@@ -131,6 +132,22 @@ def test_control_plane_events_become_timeline_documents() -> None:
         "raised",
         "p99 high",
     )
+    for type_, data, summary in [
+        (
+            "io.opsline.package.created",
+            {"app": "shop", "version": "0.1.0"},
+            "package 0.1.0 created",
+        ),
+        (
+            "io.opsline.app.updated",
+            {"app": "shop", "changed": ["components.web"]},
+            "app updated: components.web",
+        ),
+    ]:
+        _, _, doc = timeline.control_plane_document(
+            _record(t.APP_EVENTS, type_, data), prefix="opsline"
+        )
+        assert (doc["kind"], doc["summary"]) == ("app", summary)
     with pytest.raises(ValueError, match="unexpected event type"):
         handlers.to_documents(_record(t.INGEST_RAW, "x.y", {}), prefix="opsline")
 

@@ -11,6 +11,8 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
 
 from libs import db
 from libs.internal import internal_token_guard
@@ -22,9 +24,27 @@ TOKEN = "internal-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+SERVER_FIXTURES = {"postgresql": "postgres_server", "mariadb": "mariadb_server"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ingest.db"
+    return str(request.getfixturevalue(SERVER_FIXTURES[request.param]).url)
+
+
+async def _drop(engine: AsyncEngine) -> None:
+    objs = [m.__table__ for m in TABLES]  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: SQLModel.metadata.drop_all(c, tables=objs))
+
+
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
-    engine = db.create_engine(f"sqlite:///{tmp_path}/ingest.db")
+async def setup(db_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
+    """The target API on SQLite, PostgreSQL and MariaDB (shared servers: tables dropped)."""
+    engine = db.create_engine(db_url)
+    await _drop(engine)
     await db.create_tables(engine, TABLES)
     sessions = db.session_factory(engine)
     es = AsyncElasticsearch("http://127.0.0.1:9")  # the target routes never touch it
@@ -41,6 +61,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, object
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
         yield client, sessions
     await es.close()
+    await _drop(engine)
     await engine.dispose()
 
 
