@@ -60,6 +60,10 @@ class Detector(ABC):
         """A model for a series never seen before."""
 
     @abstractmethod
+    def max_state_bytes(self) -> int:
+        """The largest `dumps()` can ever be with these parameters: what a table must hold."""
+
+    @abstractmethod
     def loads(self, data: bytes) -> SeriesModel:
         """The model whose `dumps()` gave `data`; StateError if it is not ours."""
 

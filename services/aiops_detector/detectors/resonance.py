@@ -8,9 +8,9 @@ Two signals, both self-calibrating, so one parameter set fits every series:
   so a spike survives); the last `window` points are matched against boxes learned online,
   fuzzy-ART style (an input resonates with a box if the box, grown to hold it, stays
   narrower on average than 1 - rho of the value range; then the box grows; otherwise a
-  new box is made, recycling the least recently used one). The mismatch to the nearest
-  box is novelty; a novelty higher than any in its own horizon is an alarm, then the
-  shape signal rests for `quiet` points.
+  new box is made, recycling the least recently used one). A new box is a novelty, its
+  mismatch to the nearest box its size; a novelty larger than any other in its own
+  horizon is an alarm, then the shape signal rests for `quiet` points.
 
 The score is r / (1 + r) for the larger ratio r, so 0 means "nothing new".
 """
@@ -39,8 +39,10 @@ class ResonanceModel(SeriesModel):
         self._shape_warmup = int(p["shape_warmup"])
         self._quiet = int(p["quiet"])
         self._gain = p["shape_gain"]
+        self._record_gap = p["record_gap"]
         self.last_ts = -(2**63)
         self.seen = 0  # samples accepted
+        self.last_record = -(2**62)  # sample number of the last value record
         self.values = Extremes(int(p["block"]), int(p["blocks"]))
         self.novelty = Extremes(int(p["novelty_block"]), int(p["novelty_blocks"]))
         self.block_n = 0
@@ -60,7 +62,7 @@ class ResonanceModel(SeriesModel):
             return 0.0
         self.last_ts = ts_ms
         self.seen += 1
-        ratio = self.values.excess(value) if self.seen > self._warmup else 0.0
+        ratio = self._record(value)
         self.values.add(value)
         self.block_n += 1
         self.block_sum += value
@@ -73,6 +75,17 @@ class ResonanceModel(SeriesModel):
             if self.seen > self._warmup and shape > ratio:
                 ratio = shape
         return 1.0 if ratio >= BIG else ratio / (1.0 + ratio)
+
+    def _record(self, value: float) -> float:
+        """How far beyond the horizon's range; a record hard on the heels of another (a
+        staircase, a trend) counts for less, by (gap / record_gap) cubed."""
+        ratio = self.values.excess(value)
+        if ratio > 0:
+            gap = self.seen - self.last_record
+            self.last_record = self.seen
+            if gap < self._record_gap:
+                ratio *= (gap / self._record_gap) ** 3
+        return ratio if self.seen > self._warmup else 0.0
 
     def _close_block(self) -> float:
         mean = self.block_sum / self.block_n
@@ -87,17 +100,20 @@ class ResonanceModel(SeriesModel):
         return point
 
     def _shape_ratio(self, point: float) -> float:
+        lo, hi = self.values.span()
+        span = hi - lo
+        if span <= 0:  # a flat start: no shape yet
+            return 0.0
         recent = self.recent
         recent.append(point)
         if len(recent) > self._window:
             del recent[0]
-        lo, hi = self.values.span()
-        span = hi - lo
-        if len(recent) < self._window or span <= 0:
+        if len(recent) < self._window:
             return 0.0
-        mismatch = 1.0 - self._resonate(recent, span)
-        if self.points <= self._shape_warmup:
-            return 0.0
+        best = self._resonate(recent, span)
+        if best >= self._rho or self.points <= self._shape_warmup:
+            return 0.0  # a known shape, or too soon to judge
+        mismatch = 1.0 - best
         ratio = self.novelty.above(mismatch)
         self.novelty.add(mismatch)
         if self.points <= 2 * self._shape_warmup or ratio <= 0:
@@ -137,6 +153,7 @@ class ResonanceModel(SeriesModel):
                 self.seen,
                 self.points,
                 self.last_alarm,
+                self.last_record,
                 self.block_n,
                 len(self.recent),
                 len(self.box_lo),
@@ -170,20 +187,21 @@ class ResonanceModel(SeriesModel):
             floats = raw.tolist()
         except (struct.error, ValueError) as exc:
             raise StateError(f"{detector.name}: corrupt state: {exc}") from None
-        if n_ints < 9:
+        if n_ints < 10:
             raise StateError(f"{detector.name}: corrupt state: {n_ints} counters")
-        (model.last_ts, model.seen, model.points, model.last_alarm, model.block_n) = ints[:5]
-        n_recent, n_boxes, n_value_blocks, n_novelty_blocks = ints[5:9]
+        (model.last_ts, model.seen, model.points, model.last_alarm) = ints[:4]
+        model.last_record, model.block_n = ints[4:6]
+        n_recent, n_boxes, n_value_blocks, n_novelty_blocks = ints[6:10]
         window = model._window
         expected = 4 + n_recent + (3 + 2 * n_value_blocks) + (3 + 2 * n_novelty_blocks)
         if (
-            len(ints) != 9 + n_boxes
+            len(ints) != 10 + n_boxes
             or len(floats) != expected + 2 * window * n_boxes
             or n_recent > window
             or n_boxes > model._capacity
         ):
             raise StateError(f"{detector.name}: state does not fit these parameters")
-        model.box_used = list(ints[9:])
+        model.box_used = list(ints[10:])
         model.block_sum, model.block_max, model.block_min, model.level = floats[:4]
         at = 4
         model.recent = floats[at : at + n_recent]
@@ -210,13 +228,14 @@ class ResonanceDetector(Detector):
     tag = 2
     defaults = {
         "warmup": 150,  # samples before any score
+        "record_gap": 100,  # samples: a value record sooner after the last one is discounted
         "block": 64,  # value horizon: blocks x block samples
         "blocks": 128,
         "step": 6,  # samples per shape point
         "window": 8,  # points per shape
         "rho": 0.9,  # vigilance: how close a shape must be to join a box
         "categories": 64,  # boxes kept
-        "shape_warmup": 30,  # points before novelty counts, and again before it alarms
+        "shape_warmup": 60,  # points before novelty counts, and again before it alarms
         "novelty_block": 16,  # novelty horizon: novelty_blocks x novelty_block points
         "novelty_blocks": 128,
         "quiet": 12,  # points without a shape alarm after one
@@ -225,6 +244,14 @@ class ResonanceDetector(Detector):
 
     def new(self) -> ResonanceModel:
         return ResonanceModel(self)
+
+    def max_state_bytes(self) -> int:
+        p = self.params
+        boxes, window = int(p["categories"]), int(p["window"])
+        ints = 10 + boxes
+        floats = 4 + window + 3 + 2 * int(p["blocks"]) + 3 + 2 * int(p["novelty_blocks"])
+        floats += 2 * window * boxes
+        return len(self.header()) + _COUNTS.size + 8 * (ints + floats)
 
     def loads(self, data: bytes) -> ResonanceModel:
         return ResonanceModel.loads(self, self.check_header(data))

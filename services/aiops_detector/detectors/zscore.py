@@ -58,6 +58,9 @@ class ZScoreDetector(Detector):
     def new(self) -> ZScoreModel:
         return ZScoreModel(self, -(2**63), 0, 0.0, 0.0)
 
+    def max_state_bytes(self) -> int:
+        return len(self.header()) + _STATE.size
+
     def loads(self, data: bytes) -> ZScoreModel:
         payload = self.check_header(data)
         if len(payload) != _STATE.size:
