@@ -35,6 +35,7 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
     engine = db.create_engine(settings.database_url or f"sqlite:///{common.home}/{NAME}.db")
     sessions = db.session_factory(engine)
     state = {"templates": False, "kafka": False, "database": False}
+    database_ready = asyncio.Event()
     workers: list[Worker] = []
     partitions = {t.INGEST_RAW: 1, t.METRICS_POINTS: 1}
 
@@ -98,15 +99,24 @@ def create_app(settings: IngestSettings, common: CommonSettings) -> FastAPI:
             runtime.spawn(worker.name, worker.run)
         if settings.run_scraper:
             if settings.run_normalizer:
-                runtime.spawn("scraper", scraper.run)
+                runtime.spawn("scraper", run_scraper)
             else:
                 log.warning("scraper off: it shards by the normalizer's partitions")
+
+    async def run_scraper(stop: asyncio.Event) -> None:
+        while not database_ready.is_set():  # the targets table exists from then on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            if stop.is_set():
+                return
+        await scraper.run(stop)
 
     async def start_database(stop: asyncio.Event) -> None:
         if not await db.wait_for_database(engine, stop):
             return
         await db.create_tables(engine, TABLES)
         state["database"] = True
+        database_ready.set()
         source = discovery.discovery_source(settings.discovery_kubeconfig)
         if source is None:
             log.info("kubernetes discovery off (no kubeconfig, not in a cluster)")
