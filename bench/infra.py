@@ -13,6 +13,14 @@ import httpx
 from libs.devstack.stack import noida_binary, tansu_binary
 
 
+def stack_port_offset() -> int:
+    """Where a benchmark's embedded stack puts its ports: OPSLINE_BENCH_PORT_OFFSET (20000).
+
+    Another stack (tests, a second benchmark) may already run on this machine.
+    """
+    return int(os.environ.get("OPSLINE_BENCH_PORT_OFFSET", "20000"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

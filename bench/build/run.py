@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from bench.infra import stack_port_offset
 from services.build.packing import pack_dir
 
 APPS = 50
@@ -130,7 +131,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         root = Path(tmp) / "src"
         folders = make_sources(root, apps)
         base = baseline(folders, Path(tmp) / "direct", apps)
-        running = start_stack(Path(tmp) / "home", port_offset=20000)
+        running = start_stack(Path(tmp) / "home", port_offset=stack_port_offset())
         try:
             measured = asyncio.run(
                 platform(running.stack.gateway_url, running.admin_token, root, apps)

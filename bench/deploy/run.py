@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bench.infra import stack_port_offset
 from libs.testing.k8s_double import K8sDouble
 from services.deploy.kubernetes import KubernetesTarget, render
 
@@ -132,7 +133,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             kubeconfig = double.kubeconfig(home / "k8s.kubeconfig")
             direct = asyncio.run(baseline(kubeconfig, n))
             running = start_stack(
-                home, port_offset=20000, env={"OPSLINE_DEPLOY_MAX_PARALLEL": "32"}
+                home, port_offset=stack_port_offset(), env={"OPSLINE_DEPLOY_MAX_PARALLEL": "32"}
             )
             try:
                 running.register_cluster("k8s", kubeconfig)

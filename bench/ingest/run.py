@@ -5,6 +5,8 @@
 (b) the real sink handler (metrics.points → Elasticsearch) against a bare `async_bulk`
     of the same documents.
 (c) resident memory of the whole embedded stack at rest and under load.
+(d) Prometheus remote_write through a running stack into Elasticsearch against a bare
+    `async_bulk` of the same documents (bench/ingest/remote_write.py).
 Both sides of each ratio run in the same process tree, on the same broker and store.
 """
 
@@ -27,7 +29,8 @@ from aiokafka import AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
-from bench.infra import Infra, children_rss, tree_rss_bytes
+from bench.infra import Infra, children_rss, stack_port_offset, tree_rss_bytes
+from bench.ingest import remote_write
 from libs.events import topics as t
 from libs.events.envelope import PROTOBUF, CloudEvent, to_kafka
 from libs.events.publisher import Publisher
@@ -246,7 +249,7 @@ def memory_stage(n_events: int) -> dict[str, float]:
     from libs.testing.stack import start_stack
 
     home = Path(tempfile.mkdtemp(prefix="opsline-bench-"))
-    running = start_stack(home, port_offset=20000)
+    running = start_stack(home, port_offset=stack_port_offset())
     try:
         time.sleep(5)
         rest = tree_rss_bytes(running.process.pid)
@@ -315,6 +318,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             infra.stop()
     results["memory"] = memory_stage(n_events)
     print(f"  memory: {results['memory']}", flush=True)
+    results["remote_write"] = remote_write.run(quick=quick)
+    print(f"  remote_write: {results['remote_write']}", flush=True)
     return results
 
 
@@ -341,6 +346,8 @@ def table(r: dict[str, Any]) -> str:
         f"| (c) RSS of the whole embedded stack | {m['rest_mib']:,.0f} MiB at rest, "
         f"{m['load_mib']:,.0f} MiB under load | — | — | < 1 GiB at rest |"
     )
+    if "remote_write" in r:
+        rows.append(remote_write.row(r["remote_write"]))
     at_rest = ", ".join(f"{k} {v}" for k, v in m.get("rest_by_program", {}).items())
     at_peak = ", ".join(f"{k} {v}" for k, v in m.get("load_by_program", {}).items())
     rows += ["", f"Memory by program, MiB. At rest: {at_rest}. At the load peak: {at_peak}."]
