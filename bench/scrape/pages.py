@@ -3,9 +3,36 @@ the same exporter page (run in its own process, so its CPU is not the scraper's)
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from bench.infra import free_port, wait_port
+
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+
+@contextlib.contextmanager
+def node_exporter() -> Iterator[str]:
+    """A real Prometheus node exporter on a free port; yields its /metrics URL."""
+    if NODE_EXPORTER is None:
+        raise FileNotFoundError("prometheus-node-exporter is not installed (tests/system-deps.sh)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}/metrics"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def serve(port: int, page: bytes) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.infra import Infra, cpu_seconds, free_port, wait_port
+from bench.scrape import pages
 from services.dataops_ingest import exposition
 
 TARGETS = 200
@@ -41,20 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def exporter_page(workdir: Path) -> bytes:
     """A real node exporter's page, or a synthetic page of the same shape."""
-    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
-    if binary:
-        port = free_port()
-        proc = subprocess.Popen(
-            [binary, f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_port(port)
-            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).content
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    if pages.NODE_EXPORTER:
+        with pages.node_exporter() as url:
+            return httpx.get(url, timeout=10).content
     lines = []
     for cpu in range(8):
         lines.append("# TYPE node_cpu_seconds_total counter")

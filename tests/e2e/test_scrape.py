@@ -4,8 +4,6 @@ gateway, find its node_* series and up=1; an HTML page ends up=0 with the reason
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,32 +13,21 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.infra import free_port, wait_port
+from bench.scrape import pages
 from libs.testing.stack import RunningStack
 from tests.e2e.helpers import auth, query_until, unique
 
 pytestmark = pytest.mark.e2e
 
 WINDOW = [("start", "2000-01-01T00:00:00Z"), ("end", "2100-01-01T00:00:00Z")]
-NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
 
 
 @pytest.fixture(scope="module")
 def node_exporter() -> Iterator[str]:
-    if NODE_EXPORTER is None:
+    if pages.NODE_EXPORTER is None:
         pytest.fail("prometheus-node-exporter is not installed: run tests/system-deps.sh")
-    port = free_port()
-    proc = subprocess.Popen(
-        [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with pages.node_exporter() as url:
+        yield url
 
 
 class _StatusPage(BaseHTTPRequestHandler):
