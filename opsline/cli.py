@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.text import Text
 from typer.core import TyperGroup
 
-from opsline import render
+from opsline import cli_identity, render
 from opsline.client import (
     DEFAULT_URL,
     OpslineClient,
@@ -83,6 +83,7 @@ deployments = typer.Typer(
 app.add_typer(deployments, name="deployment")
 clusters = typer.Typer(help="Kubernetes clusters that launch targets name.", no_args_is_help=True)
 app.add_typer(clusters, name="cluster")
+cli_identity.register(app)
 
 MarketOpt = Annotated[str, typer.Option("--market", help="market URL (a directory or s3://…)")]
 

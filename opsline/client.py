@@ -388,6 +388,61 @@ class OpslineClient:
     def uninstall(self, instance: str) -> JSONDict:
         return _json(self._request("DELETE", f"/v1/instances/{_seg(instance)}"))
 
+    # identity: users, teams, tokens, the audit log
+
+    def whoami(self) -> JSONDict:
+        return _json(self._request("GET", "/v1/whoami"))
+
+    def create_token(
+        self,
+        name: str,
+        *,
+        scopes: list[str] | None = None,
+        expires_in_s: int | None = None,
+        user: str | None = None,
+    ) -> JSONDict:
+        """A new token (yours; another user's if you are a platform admin). Its secret,
+        `token`, is in this answer only: the gateway keeps a hash."""
+        body: JSONDict = {"name": name, "scopes": scopes, "expires_in_s": expires_in_s}
+        path = f"/v1/users/{_seg(user)}/tokens" if user else "/v1/tokens"
+        return _json(self._request("POST", path, json=body))
+
+    def list_tokens(self, user: str | None = None) -> JSONDict:
+        params = {"user": user} if user else None
+        return _json(self._request("GET", "/v1/tokens", params=params))
+
+    def revoke_token(self, token_id: int) -> JSONDict:
+        return _json(self._request("DELETE", f"/v1/tokens/{int(token_id)}"))
+
+    def create_user(self, name: str, *, platform_admin: bool = False) -> JSONDict:
+        body = {"name": name, "platform_admin": platform_admin}
+        return _json(self._request("POST", "/v1/users", json=body))
+
+    def list_users(self) -> JSONDict:
+        return _json(self._request("GET", "/v1/users"))
+
+    def create_team(self, name: str, description: str = "") -> JSONDict:
+        body = {"name": name, "description": description}
+        return _json(self._request("POST", "/v1/teams", json=body))
+
+    def list_teams(self) -> JSONDict:
+        return _json(self._request("GET", "/v1/teams"))
+
+    def team_members(self, team: str) -> JSONDict:
+        return _json(self._request("GET", f"/v1/teams/{_seg(team)}/members"))
+
+    def set_member(self, team: str, user: str, role: str) -> JSONDict:
+        path = f"/v1/teams/{_seg(team)}/members/{_seg(user)}"
+        return _json(self._request("PUT", path, json={"role": role}))
+
+    def remove_member(self, team: str, user: str) -> None:
+        self._request("DELETE", f"/v1/teams/{_seg(team)}/members/{_seg(user)}")
+
+    def audit(self, **filters: Any) -> JSONDict:
+        """Audit records, newest first (filters: user, team, app, outcome, method, limit)."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return _json(self._request("GET", "/v1/audit", params=params))
+
     def _request(
         self, method: str, path: str, *, attempts: int = 1, **kwargs: Any
     ) -> httpx.Response:

@@ -19,6 +19,7 @@ from libs.events.publisher import Publisher
 from libs.observability.metrics import get_metrics
 from libs.telemetry import remote_write
 from libs.telemetry.precheck import precheck
+from services.gateway import access
 from services.gateway import stream as live
 from services.gateway.deps import CurrentCaller
 
@@ -103,6 +104,11 @@ async def post_events(request: Request, caller: CurrentCaller) -> JSONResponse:
         if isinstance(item, EnvelopeError):
             rejected.append({"index": index, "reason": f"invalid CloudEvent: {item}"})
             continue
+        refused = await access.refused_app(request, caller, access.apps_in_event(item))
+        if refused is not None:
+            reason = f"not allowed to publish for app {refused!r} (maintainer of its team needed)"
+            rejected.append({"index": index, "id": item.id, "reason": reason})
+            continue
         checked = precheck(item)
         if checked.event is None:
             rejected.append({"index": index, "id": item.id, "reason": "; ".join(checked.errors)})
@@ -153,6 +159,13 @@ async def prometheus_write(request: Request, caller: CurrentCaller) -> Response:
     except HTTPException as exc:
         counts.remote_write_requests.labels("rejected", str(exc.status_code)).inc()
         raise
+    apps = {lb.value for ts in write.timeseries for lb in ts.labels if lb.name == "app"}
+    refused = await access.refused_app(request, caller, apps - {""})
+    if refused is not None:
+        counts.remote_write_requests.labels("rejected", "403").inc()
+        raise HTTPException(
+            403, f"not allowed to write series of app {refused!r} (maintainer of its team needed)"
+        )
     samples = remote_write.count_samples(write)
     if write.timeseries:
         event = remote_write.to_event(body, source=f"prometheus/{caller.name}")
@@ -176,7 +189,9 @@ async def prometheus_write(request: Request, caller: CurrentCaller) -> Response:
 
 
 @router.get(
-    "/events/stream", summary="Live events (Server-Sent Events), filtered by type and subject"
+    "/events/stream",
+    summary="Live events (Server-Sent Events), filtered by type, subject and app; "
+    "resumes from Last-Event-ID",
 )
 async def events_stream(
     request: Request,
@@ -185,11 +200,24 @@ async def events_stream(
         list[str], Query(description="event type prefix, may repeat (io.opsline.build.)")
     ] = [],
     subject: Annotated[str | None, Query(max_length=500)] = None,
+    app: Annotated[str | None, Query(max_length=63, description="only this app's events")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Query(max_length=200, description="resume after this id (or the Last-Event-ID header)"),
+    ] = None,
 ) -> StreamingResponse:
+    """Only events of apps the caller may read; platform admins also get app-less ones."""
     hub: live.EventHub = request.app.state.hub
-    sub = hub.subscribe(tuple(type), subject)
+    resume_after = request.headers.get("last-event-id", "")[:200] or last_event_id or ""
+    sub, resume = hub.subscribe(tuple(type), subject, resume_after or None)
     return StreamingResponse(
-        live.stream(hub, sub),
+        live.stream(
+            hub,
+            sub,
+            allowed=access.event_filter(request, caller, app),
+            resume=resume,
+            last_event_id=resume_after,
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -8,6 +8,7 @@ import httpx
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from services.gateway import access
 from services.gateway.api import read_body
 from services.gateway.deps import CurrentCaller
 
@@ -52,7 +53,7 @@ async def forward(request: Request, peer: str, path: str) -> Response:
     if upstream.status_code >= 500:
         raise HTTPException(502, f"{peer} failed: {upstream.text[:500]}")
     return Response(
-        upstream.content,
+        await access.shape(request, upstream.status_code, upstream.content),
         status_code=upstream.status_code,
         media_type=upstream.headers.get("content-type"),
     )

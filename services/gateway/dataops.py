@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 
+from services.gateway import access
 from services.gateway.api import read_body
 from services.gateway.deps import CurrentCaller
 
@@ -57,7 +58,7 @@ async def to_dataops(request: Request, path: str) -> Response:
     if upstream.status_code >= 500:
         raise HTTPException(502, f"{PEER} failed: {_detail(upstream)}")
     return Response(
-        upstream.content,
+        await access.shape(request, upstream.status_code, upstream.content),
         status_code=upstream.status_code,
         media_type=upstream.headers.get("content-type"),
     )

@@ -24,6 +24,21 @@ class GatewaySettings(BaseSettings):
     # The live-events tail is a broadcast: each replica needs a group of its own.
     # Empty: gateway-<hostname>-<port>.
     stream_group_id: str = ""
+    # Recent live events each replica keeps, so a client resumes with Last-Event-ID.
+    stream_ring_size: int = 2000
+    # The app → team projection folds app.events in a group all replicas share.
+    owners_group_id: str = "gateway-owners"
+    # Per token, in memory per replica: a token bucket refilled at this rate (0: no limit).
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
+    # OIDC: off unless an issuer is set; JWKS URL empty: from the issuer's discovery document.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_username_claim: str = "preferred_username"
+    oidc_algorithms: str = "RS256,ES256"
+    # Audit records older than this are deleted (0: kept for ever).
+    audit_retention_days: int = 365
 
     def peer_urls(self) -> dict[str, str]:
         out = {}

@@ -4,14 +4,25 @@ Every gateway replica tails the `*.events` topics in a consumer group of its own
 broadcast, not a work queue) starting at the newest offsets, and fans each event out to
 the streams its clients have open. A client that cannot keep up is disconnected rather
 than allowed to grow the gateway's memory.
+
+Each replica keeps a bounded ring of the most recent events, so a client that reconnects
+with `Last-Event-ID` gets what it missed; if that id has left the ring (or was seen by
+another replica only), the stream says so with a `missed` event and replays the whole
+ring. Every frame carries the CloudEvent id as its SSE id.
+
+Each event is shown only to callers who may read its app: the `app` field of its data
+(`labels.app`, or for ops events the original data's), or for deploy events naming only
+an instance, that instance's app. Events of no app are for platform admins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -25,6 +36,41 @@ STREAM_TOPICS = [t.APP_EVENTS, t.BUILD_EVENTS, t.DEPLOY_EVENTS, t.OPS_EVENTS, t.
 QUEUE_SIZE = 1000
 HEARTBEAT_S = 15.0
 _LAGGING = object()
+Allowed = Callable[[CloudEvent], Awaitable[bool]]
+
+
+def app_in(data: Any) -> str:
+    if not isinstance(data, dict):
+        return ""
+    app = data.get("app")
+    labels = data.get("labels")
+    if not app and isinstance(labels, dict):
+        app = labels.get("app")
+    return app if isinstance(app, str) else ""
+
+
+def app_of(event: CloudEvent) -> str:
+    """The app an event concerns, from its data alone ("" if it names none)."""
+    try:
+        data = event.json() if event.data else None
+    except ValueError:
+        return ""
+    app = app_in(data)
+    if not app and event.type == "io.opsline.ops.event" and isinstance(data, dict):
+        app = app_in(data.get("data"))  # the original event's data
+    return app
+
+
+def instance_of(event: CloudEvent) -> str:
+    """The instance a deploy event names (drift reports name nothing else)."""
+    if not event.type.startswith("io.opsline.deploy."):
+        return ""
+    try:
+        data = event.json() if event.data else None
+    except ValueError:
+        return ""
+    instance = data.get("instance") if isinstance(data, dict) else None
+    return instance if isinstance(instance, str) else ""
 
 
 @dataclass(eq=False)
@@ -39,19 +85,43 @@ class Subscription:
         return not self.types or event.type.startswith(self.types)
 
 
-class EventHub:
-    def __init__(self) -> None:
-        self._subscriptions: set[Subscription] = set()
+@dataclass
+class Resume:
+    """What a reconnecting client gets before the live events."""
 
-    def subscribe(self, types: tuple[str, ...], subject: str | None) -> Subscription:
+    backlog: list[CloudEvent]
+    missed: bool  # the Last-Event-ID was not in the ring: some events may be lost
+
+
+class EventHub:
+    def __init__(self, ring_size: int = 2000) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._ring: deque[CloudEvent] = deque(maxlen=max(1, ring_size))
+
+    def subscribe(
+        self, types: tuple[str, ...], subject: str | None, last_event_id: str | None = None
+    ) -> tuple[Subscription, Resume]:
+        """A live subscription, and the recent events after `last_event_id` (atomically:
+        nothing is published between taking the backlog and subscribing)."""
         sub = Subscription(types, subject)
+        resume = Resume([], False)
+        if last_event_id:
+            recent = list(self._ring)
+            at = next(
+                (i for i in range(len(recent) - 1, -1, -1) if recent[i].id == last_event_id), None
+            )
+            resume.missed = at is None
+            resume.backlog = [
+                e for e in recent[(at + 1 if at is not None else 0) :] if sub.wants(e)
+            ]
         self._subscriptions.add(sub)
-        return sub
+        return sub, resume
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscriptions.discard(sub)
 
     def publish(self, event: CloudEvent) -> None:
+        self._ring.append(event)
         for sub in list(self._subscriptions):
             if not sub.wants(event):
                 continue
@@ -82,9 +152,33 @@ def sse_frame(event: CloudEvent) -> bytes:
     )
 
 
-async def stream(hub: EventHub, sub: Subscription) -> AsyncIterator[bytes]:
+def missed_frame(last_event_id: str) -> bytes:
+    body = orjson.dumps(
+        {
+            "detail": "events after Last-Event-ID are no longer all held here; "
+            "some were missed: replaying the oldest still held",
+            "last_event_id": last_event_id,
+        }
+    )
+    return b"event: missed\ndata: " + body + b"\n\n"
+
+
+async def stream(
+    hub: EventHub,
+    sub: Subscription,
+    *,
+    allowed: Allowed,
+    resume: Resume | None = None,
+    last_event_id: str = "",
+) -> AsyncIterator[bytes]:
     try:
         yield b": connected\n\n"
+        if resume is not None:
+            if resume.missed:
+                yield missed_frame(last_event_id)
+            for event in resume.backlog:
+                if await allowed(event):
+                    yield sse_frame(event)
         while True:
             try:
                 item = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
@@ -95,6 +189,7 @@ async def stream(hub: EventHub, sub: Subscription) -> AsyncIterator[bytes]:
                 yield b'event: error\ndata: {"detail": "client too slow; reconnect"}\n\n'
                 return
             assert isinstance(item, CloudEvent)
-            yield sse_frame(item)
+            if await allowed(item):
+                yield sse_frame(item)
     finally:
         hub.unsubscribe(sub)
