@@ -12,6 +12,7 @@ refused (and a test fails): new routes cannot slip through unguarded.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from services.gateway.deps import Caller, current_caller
 from services.gateway.owners import Owners, OwnerUnavailable
 from services.gateway.policies import Policy, policy_for
 
+# The appmanager's limit for opsline.yaml and launch files (it answers 413 above it too).
+SPEC_MAX_BYTES = 256 * 1024
 RANK = {"viewer": 1, "maintainer": 2, "admin": 3}
 NEEDED = {"read": 1, "write": 2, "admin": 3}
 ROLE_FOR = {"read": "viewer", "write": "maintainer", "admin": "admin"}
@@ -190,7 +193,13 @@ async def _on_query(request: Request, caller: Caller, policy: Policy) -> Grant:
 async def _on_body(request: Request, caller: Caller, policy: Policy) -> Grant:
     """Writes whose app or team is in the body: read it here, the route forwards it as is."""
     body = await request.body()
-    found = _app_in_body(policy.target, body)
+    if policy.target in ("apply", "launch") and len(body) > SPEC_MAX_BYTES:
+        raise HTTPException(413, f"the document is larger than {SPEC_MAX_BYTES} bytes")
+    try:
+        # YAML is parsed in pure Python: off the event loop, so one big file stalls nothing
+        found = await asyncio.to_thread(_app_in_body, policy.target, body)
+    except RecursionError:
+        raise HTTPException(422, "the document nests too deeply to be read") from None
     if found is None:
         # unreadable: the owner answers with its own 4xx and reasons; only writers get there
         await _check(request, caller, Policy(policy.action, "member"))
@@ -225,7 +234,7 @@ def _app_in_body(target: str, body: bytes) -> tuple[str, str] | None:
             orjson.loads(body) if target in ("market", "new-target") else yaml.safe_load(body)
         )
     except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError):
-        return None
+        return None  # the owner refuses it with its reasons (it parses the same way)
     if not isinstance(data, dict):
         return None
     if target == "apply":

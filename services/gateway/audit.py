@@ -144,14 +144,16 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 async def list_audit(
     session: SessionDep,
     caller: CurrentCaller,
-    user: str | None = None,
-    team: str | None = None,
-    app: str | None = None,
+    user: Annotated[str | None, Query(max_length=100)] = None,
+    team: Annotated[str | None, Query(max_length=63)] = None,
+    app: Annotated[str | None, Query(max_length=63)] = None,
     outcome: Annotated[str | None, Query(pattern="^(ok|denied|rejected|failed)$")] = None,
     method: Annotated[str | None, Query(pattern="^(POST|PUT|PATCH|DELETE)$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1, description="page: ids below this")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=2**62, description="page: ids below this")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     query = select(AuditRecord)

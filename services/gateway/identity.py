@@ -217,7 +217,10 @@ async def list_tokens(
 
 @router.delete("/tokens/{token_id}", summary="Revoke a token (yours; platform admins: any)")
 async def revoke_token(
-    request: Request, session: SessionDep, caller: CurrentCaller, token_id: int
+    request: Request,
+    session: SessionDep,
+    caller: CurrentCaller,
+    token_id: Annotated[int, Path(ge=1, le=2**62)],
 ) -> dict[str, Any]:
     if token_id != caller.token_id and "write" not in caller.scopes:
         raise HTTPException(403, "revoking another token needs the 'write' scope")

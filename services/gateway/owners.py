@@ -11,6 +11,7 @@ asked of their owner's internal API and cached briefly.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from services.gateway.models import AppOwner
 
 log = logging.getLogger(__name__)
 CACHE_MAX = 50_000
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # app names, uuids, instance ids
 ID_TTL_S = 30.0
 # kind → (peer, internal path) answering {"app": …}
 LOOKUPS = {
@@ -61,6 +63,8 @@ class Owners:
 
     async def team_of(self, app: str) -> str | None:
         """The team owning the app, or None if there is no such app."""
+        if not _SAFE.fullmatch(app):
+            return None  # not a name anything could have; never put it in a URL
         team = self._teams.get(app)
         if team is not None:
             return team
@@ -78,6 +82,8 @@ class Owners:
 
     async def app_of(self, kind: str, ident: str) -> str | None:
         """The app a build/deployment/instance/target belongs to; None if unknown to its owner."""
+        if not _SAFE.fullmatch(ident):
+            return None
         key = (kind, ident)
         hit = self._apps.get(key)
         now = time.monotonic()

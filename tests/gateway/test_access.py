@@ -350,3 +350,22 @@ async def test_publishing_is_for_the_apps_the_caller_maintains(gateway: Gateway)
         "/v1/events", json=batch, headers={**gateway.auth(), **headers}
     )
     assert everything.json()["accepted"] == ["mine", "theirs", "ops"]
+
+
+async def test_odd_input_is_refused_cleanly_never_a_500(gateway: Gateway) -> None:
+    maintainer = gateway.auth(await gateway.user("a", "maintainer"))
+    c = gateway.client
+    deep = b"[" * 5000 + b"]" * 5000
+    for path in ("/v1/apps:apply", "/v1/deployments"):
+        response = await c.post(path, content=deep, headers=maintainer)
+        assert response.status_code == 422, (path, response.text)
+        big = await c.post(path, content=b"# " + b"x" * 300_000, headers=maintainer)
+        assert big.status_code == 413, (path, big.text)
+    assert gateway.upstream.calls == []
+    odd = await c.post("/v1/apps:apply", content=b"meta: {name: 7, team: [a]}", headers=maintainer)
+    assert odd.status_code < 500
+    assert (await c.delete(f"/v1/tokens/{2**70}", headers=maintainer)).status_code == 422
+    before = len(gateway.upstream.calls)
+    assert (await c.get("/v1/apps/a.b", headers=maintainer)).status_code == 404
+    assert (await c.get("/v1/instances/x_y.z", headers=maintainer)).status_code == 404
+    assert len(gateway.upstream.calls) == before  # nothing odd was put in an owner's URL
