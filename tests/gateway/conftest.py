@@ -3,6 +3,7 @@ answered by a small in-process stand-in (the e2e tests use the real services).""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -111,10 +112,11 @@ def make_app(home: Path, **settings: Any) -> FastAPI:
     )
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    app = make_app(tmp_path, rate_limit_per_s=1000.0, rate_limit_burst=1000)
-    engine = db.create_engine(f"sqlite:///{tmp_path}/gateway-test.db")
+@contextlib.asynccontextmanager
+async def running_gateway(home: Path, database_url: str) -> AsyncIterator[Gateway]:
+    """The gateway app over that database, its tables made, the stand-in owners wired in."""
+    app = make_app(home, rate_limit_per_s=1000.0, rate_limit_burst=1000)
+    engine = db.create_engine(database_url)
     await db.create_tables(engine, TABLES)
     sessions = db.session_factory(engine)
     async with sessions() as session:
@@ -127,7 +129,15 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         sessions=sessions, http=http, peers=app.state.settings.peer_urls(), headers={}
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-        yield Gateway(app, client, upstream, sessions)
-    await http.aclose()
-    await engine.dispose()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            yield Gateway(app, client, upstream, sessions)
+    finally:
+        await http.aclose()
+        await engine.dispose()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with running_gateway(tmp_path, f"sqlite:///{tmp_path}/gateway-test.db") as found:
+        yield found
