@@ -37,6 +37,7 @@ class Upstream:
     deployments: dict[str, str] = field(default_factory=dict)
     instances: dict[str, str] = field(default_factory=dict)
     targets: dict[str, str] = field(default_factory=dict)
+    alerts: dict[str, str] = field(default_factory=dict)  # fingerprint → app
     calls: list[tuple[str, str]] = field(default_factory=list)
     KINDS = ("apps", "builds", "deployments", "instances")
 
@@ -51,6 +52,17 @@ class Upstream:
             table = self.deployments if path == "/deployments" else self.instances
             key = path.strip("/")
             return httpx.Response(200, json={key: [{"id": i, "app": a} for i, a in table.items()]})
+        if request.method == "GET" and request.url.host == "detector":
+            if path in ("/alerts", "/incidents"):
+                items = [{"fingerprint": f, "id": f, "app": a} for f, a in self.alerts.items()]
+                return httpx.Response(200, json={path.strip("/"): items})
+            if path.endswith("/health"):
+                return httpx.Response(200, json={"app": parts[1], "score": 100})
+            if parts[-1] in self.alerts:
+                return httpx.Response(
+                    200, json={"fingerprint": parts[-1], "app": self.alerts[parts[-1]]}
+                )
+            return httpx.Response(404, json={"detail": "not found"})
         if request.method == "GET" and path == "/scrape/targets":
             items = [{"id": i, "app": a} for i, a in self.targets.items()]
             return httpx.Response(200, json={"targets": items, "total": len(items)})

@@ -369,3 +369,30 @@ async def test_odd_input_is_refused_cleanly_never_a_500(gateway: Gateway) -> Non
     assert (await c.get("/v1/apps/a.b", headers=maintainer)).status_code == 404
     assert (await c.get("/v1/instances/x_y.z", headers=maintainer)).status_code == 404
     assert len(gateway.upstream.calls) == before  # nothing odd was put in an owner's URL
+
+
+async def test_alerts_and_incidents_by_their_app(gateway: Gateway) -> None:
+    served = served_routes(gateway.app)
+    if ("GET", "/v1/alerts") not in served:
+        pytest.skip("this checkout has no alert routes (services/gateway/alerts.py)")
+    gateway.upstream.apps.update({"shop": "a", "bank": "b"})
+    gateway.upstream.alerts.update({"f-shop": "shop", "f-bank": "bank", "f-none": ""})
+    viewer = gateway.auth(await gateway.user("a", "viewer"))
+    c = gateway.client
+    for path, key in (("/v1/alerts", "alerts"), ("/v1/incidents", "incidents")):
+        listed = (await c.get(path, headers=viewer)).json()[key]
+        assert [a["app"] for a in listed] == ["shop"], path
+        assert len((await c.get(path, headers=gateway.auth())).json()[key]) == 3
+    assert (await c.get("/v1/alerts/f-shop", headers=viewer)).status_code == 200
+    for hidden in ("f-bank", "f-none"):
+        assert (await c.get(f"/v1/alerts/{hidden}", headers=viewer)).status_code == 404
+        assert (await c.get(f"/v1/incidents/{hidden}", headers=viewer)).status_code == 404
+    assert (await c.get("/v1/apps/bank/health", headers=viewer)).status_code == 404
+    assert (await c.get("/v1/apps/shop/health", headers=viewer)).status_code == 200
+    for method, path in (
+        ("GET", "/v1/alert-rules"),
+        ("POST", "/v1/silences"),
+        ("GET", "/v1/notifications/receivers"),
+    ):
+        refused = await c.request(method, path, json={}, headers=viewer)
+        assert refused.status_code == 403, path
