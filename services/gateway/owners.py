@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from libs.events.worker import Batch
+from libs.events.worker import Batch, TransientError
 from services.gateway.models import AppOwner
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,11 @@ class Owners:
             if isinstance(data, dict):
                 app, team = data.get("app"), data.get("team")
                 if isinstance(app, str) and app and isinstance(team, str) and team:
-                    await self.record(app, team)
+                    try:
+                        await self.record(app, team)
+                    except (SQLAlchemyError, OSError) as exc:
+                        # the database is away: retry later, dead-letter nothing
+                        raise TransientError(f"app owners: {exc}") from exc
 
     def _remember(self, app: str, team: str) -> None:
         self._teams[app] = team

@@ -94,3 +94,24 @@ async def test_app_owner_projection_is_idempotent_on_a_server(server_gateway: Ga
     assert [(r.app, r.team) for r in rows] == [("shop", "a")]
     assert await owners.team_of("shop") == "a"
     assert server_gateway.upstream.calls == []  # answered from the projection
+
+
+async def test_a_database_away_is_a_transient_failure_not_a_dead_letter(tmp_path: Path) -> None:
+    from libs.events.worker import TransientError
+    from services.gateway.owners import Owners
+
+    engine = db.create_engine(f"sqlite:///{tmp_path}/no-tables.db")  # tables never made
+    owners = Owners(sessions=db.session_factory(engine), http=None, peers={}, headers={})  # type: ignore[arg-type]
+    event = CloudEvent.create(
+        type="io.opsline.app.created",
+        source="appmanager",
+        subject="x",
+        data={"app": "x", "team": "a"},
+    )
+
+    class _Batch:
+        records = [type("R", (), {"event": event})()]
+
+    with pytest.raises(TransientError):
+        await owners.on_app_events(_Batch())  # type: ignore[arg-type]
+    await engine.dispose()
