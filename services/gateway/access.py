@@ -13,6 +13,7 @@ refused (and a test fails): new routes cannot slip through unguarded.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from services.gateway.deps import Caller, current_caller
 from services.gateway.owners import Owners, OwnerUnavailable
 from services.gateway.policies import Policy, policy_for
 
+UNKNOWN_TTL_S = 5.0
+UNKNOWN_MAX = 1000
 # The appmanager's limit for opsline.yaml and launch files (it answers 413 above it too).
 SPEC_MAX_BYTES = 256 * 1024
 RANK = {"viewer": 1, "maintainer": 2, "admin": 3}
@@ -298,6 +301,20 @@ async def shape(request: Request, status: int, content: bytes) -> bytes:
 def event_filter(request: Request, caller: Caller, app: str | None) -> live.Allowed:
     """For the live stream: whether an event is for this caller (and its `app` filter)."""
     owners = owners_of(request)
+    # apps the catalogue did not know, briefly: events naming made-up apps (anyone may
+    # publish ops events) must not cost an appmanager call each, per open stream
+    unknown: dict[str, float] = {}
+
+    async def team(name: str) -> str | None:
+        now = time.monotonic()
+        if unknown.get(name, 0.0) > now:
+            return None
+        found = await owners.team_of(name)
+        if found is None:
+            if len(unknown) >= UNKNOWN_MAX:
+                unknown.clear()
+            unknown[name] = now + UNKNOWN_TTL_S
+        return found
 
     async def allowed(event: CloudEvent) -> bool:
         name = live.app_of(event)
@@ -308,7 +325,9 @@ def event_filter(request: Request, caller: Caller, app: str | None) -> live.Allo
                 return False
             if caller.platform_admin:
                 return True
-            return bool(name) and may_read(caller, await owners.team_of(name))
+            if not name or not caller.roles:
+                return False
+            return may_read(caller, await team(name))
         except OwnerUnavailable:
             return caller.platform_admin and app is None
 

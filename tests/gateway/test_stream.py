@@ -95,3 +95,15 @@ async def test_the_stream_shows_a_viewer_only_their_teams_events(gateway: Gatewa
     assert await seen(viewer, "bank") == []
     assert await seen(admin) == ["e1", "e2", "e3", "e4", "e5"]
     assert await seen(admin, "bank") == ["e2", "e4"]
+
+
+async def test_made_up_apps_cost_one_lookup_per_stream_not_one_per_event(gateway: Gateway) -> None:
+    request = Request({"type": "http", "app": gateway.app, "headers": []})
+    viewer = Caller(7, "t", frozenset({"read"}), user="v", user_id=7, roles={"a": "viewer"})
+    allowed = access.event_filter(request, viewer, None)
+    for n in range(20):
+        assert not await allowed(_event(n, "io.opsline.ops.event", type="x", data={"app": "nope"}))
+    assert gateway.upstream.calls == [("GET", "appmanager/apps/nope")]
+    nobody = Caller(8, "t", frozenset({"read"}), user="n", user_id=8)
+    assert not await access.event_filter(request, nobody, None)(_event(1, app="shop"))
+    assert len(gateway.upstream.calls) == 1  # a member of no team needs no lookup at all
