@@ -210,7 +210,7 @@ def test_initdb_creates_each_service_database() -> None:
         for key, value in environment(services[name]).items()
         if key.endswith("_DATABASE_URL")
     ]
-    assert len(urls) == 5  # gateway, appmanager, build, deploy, dataops-ingest
+    assert len(urls) == 6  # gateway, appmanager, build, deploy, dataops-ingest, aiops-detector
     for url in urls:
         database = url.rsplit("/", 1)[1]
         assert re.search(rf'^CREATE DATABASE "?{database}"?;', sql, re.M), database

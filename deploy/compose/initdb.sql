@@ -6,3 +6,4 @@ CREATE DATABASE "appmanager";
 CREATE DATABASE "build";
 CREATE DATABASE "deploy";
 CREATE DATABASE "dataops_ingest";
+CREATE DATABASE "aiops_detector";

@@ -21,6 +21,10 @@ LOGS_RECORDS = "logs.records"
 OPS_EVENTS = "ops.events"
 ALERT_EVENTS = "alert.events"
 DEADLETTER = "deadletter"
+# aiops-detector's own: metric batches re-keyed so each series always lands on one
+# partition (its state's), and alert signals (firing/resolved per fingerprint).
+AIOPS_SERIES = "aiops.series"
+AIOPS_SIGNALS = "aiops.signals"
 
 ALL_TOPICS = (
     APP_EVENTS,
@@ -34,6 +38,8 @@ ALL_TOPICS = (
     OPS_EVENTS,
     ALERT_EVENTS,
     DEADLETTER,
+    AIOPS_SERIES,
+    AIOPS_SIGNALS,
 )
 
 # Event types external tools publish onto ingest.raw (or POST /v1/events).

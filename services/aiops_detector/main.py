@@ -1,16 +1,21 @@
-"""Entry point: python -m services.aiops_detector.main (a faust worker)."""
+"""Entry point: python -m services.aiops_detector.main (a faust worker serving the API)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
+
+from faust.contrib.asgi import serve_asgi
 
 from libs.config import CommonSettings
 from libs.events.topics import ALL_TOPICS, wait_for_topics
 from libs.observability.logging import setup_logging
 from libs.observability.tracing import setup_tracing
-from services.aiops_detector.app import NAME, create_app
+from services.aiops_detector.api import StreamView
+from services.aiops_detector.app import NAME, Rules, create_app, describe_series, describe_worker
+from services.aiops_detector.manager import create_api
 from services.aiops_detector.settings import DetectorSettings
 
 
@@ -42,7 +47,21 @@ def main() -> None:
     if not wait_for_kafka(common):
         return
     setup_tracing(NAME)
-    app = create_app(settings, common)
+    rules = Rules()
+    app = create_app(settings, common, rules)
+    status = app.detector_status  # type: ignore[attr-defined]
+    api = create_api(
+        settings,
+        common,
+        rules=rules,
+        stream_ready=lambda: status["assigned"],
+        stream=StreamView(
+            worker=functools.partial(describe_worker, app),
+            series=functools.partial(describe_series, app),
+        ),
+    )
+    # the API, health probes and the alert manager run on the worker's loop (uvicorn)
+    serve_asgi(app, api, host=settings.host, port=settings.port, access_log=False)
     level = {"DEBUG": "debug", "WARNING": "warn", "ERROR": "error"}.get(
         common.log_level.upper(), "info"
     )

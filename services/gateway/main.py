@@ -23,6 +23,7 @@ from libs.observability.tracing import setup_tracing
 from libs.runtime import ServiceRuntime, add_ops_routes, serve
 from services.gateway import (
     access,
+    alerts,
     api,
     audit,
     catalog,
@@ -187,6 +188,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(catalog.router)
     app.include_router(dataops.router)
+    app.include_router(alerts.router)
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.publisher = publisher
