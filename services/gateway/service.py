@@ -215,9 +215,15 @@ async def create_token(
     rate_limit_burst: int | None = None,
 ) -> tuple[Token, str]:
     """A new token and its secret: the only time the secret exists outside the caller."""
-    taken = await session.exec(select(Token).where(Token.user_id == user_id, Token.name == name))
-    if taken.first() is not None:
+    taken = (
+        await session.exec(select(Token).where(Token.user_id == user_id, Token.name == name))
+    ).first()
+    if taken is not None and is_live(taken):
         raise Conflict(f"you already have a token named {name!r} (revoke it or pick another)")
+    if taken is not None:  # a dead token keeps its id and history, and gives up its name
+        taken.name = f"{name[:80]}.old-{taken.id}"
+        session.add(taken)
+        await session.flush()
     secret = new_token()
     token = Token(
         user_id=user_id,

@@ -8,7 +8,8 @@ than allowed to grow the gateway's memory.
 Each replica keeps a bounded ring of the most recent events, so a client that reconnects
 with `Last-Event-ID` gets what it missed; if that id has left the ring (or was seen by
 another replica only), the stream says so with a `missed` event and replays the whole
-ring. Every frame carries the CloudEvent id as its SSE id.
+ring. Every event frame carries the CloudEvent id as its SSE id (the `missed` notice has
+none, so a client that drops right after it still resumes from its last real event).
 
 Each event is shown only to callers who may read its app: the `app` field of its data
 (`labels.app`, or for ops events the original data's), or for deploy events naming only

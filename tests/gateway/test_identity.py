@@ -47,6 +47,14 @@ async def test_revoked_token_is_refused_at_once(gateway: Gateway) -> None:
     refused = await c.get("/v1/whoami", headers=gateway.auth(token["token"]))
     assert refused.status_code == 401
     assert refused.json()["detail"] == "invalid, expired or revoked token"
+    # its name is free again; the revoked one keeps its id and history
+    again = await c.post("/v1/tokens", json={"name": "x"}, headers=gateway.auth())
+    assert again.status_code == 201 and again.json()["id"] != token["id"]
+    listed = {
+        t["id"]: t for t in (await c.get("/v1/tokens", headers=gateway.auth())).json()["tokens"]
+    }
+    assert listed[token["id"]]["name"] == f"x.old-{token['id']}"
+    assert listed[token["id"]]["state"] == "revoked"
 
 
 async def test_expired_token_is_refused(gateway: Gateway) -> None:
