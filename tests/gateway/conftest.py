@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from libs import db
 from libs.config import CommonSettings
 from services.gateway import owners, service
 from services.gateway.main import create_app
-from services.gateway.models import TABLES
+from services.gateway.models import TABLES, AuditRecord
 from services.gateway.settings import AdminTokenSettings, GatewaySettings
 
 ADMIN = "opl_test-admin-token"
@@ -82,6 +83,19 @@ class Upstream:
                 return httpx.Response(200, json={"id": ident, "app": self.targets[ident]})
             return httpx.Response(404, json={"detail": "not found"})
         return httpx.Response(200, json={"ok": True, "path": path})
+
+
+def audit_record(request_id: str, age: timedelta = timedelta(0)) -> AuditRecord:
+    """A record of a POST that happened `age` ago (for retention tests)."""
+    return AuditRecord(
+        ts=datetime.now(UTC) - age,
+        request_id=request_id,
+        method="POST",
+        path="/v1/x",
+        status=200,
+        outcome="ok",
+        duration_ms=1,
+    )
 
 
 @dataclass

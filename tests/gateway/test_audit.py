@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from services.gateway import audit
 from services.gateway.models import AuditRecord
-from tests.gateway.conftest import Gateway
+from tests.gateway.conftest import Gateway, audit_record
 
 
 async def test_mutations_are_recorded_with_outcome_and_reads_are_not(gateway: Gateway) -> None:
@@ -96,27 +96,8 @@ async def test_filters_and_paging(gateway: Gateway) -> None:
 
 async def test_retention_prunes_old_records(gateway: Gateway) -> None:
     async with gateway.sessions() as session:
-        session.add(
-            AuditRecord(
-                ts=datetime.now(UTC) - timedelta(days=400),
-                request_id="old",
-                method="POST",
-                path="/v1/x",
-                status=200,
-                outcome="ok",
-                duration_ms=1,
-            )
-        )
-        session.add(
-            AuditRecord(
-                request_id="new",
-                method="POST",
-                path="/v1/x",
-                status=200,
-                outcome="ok",
-                duration_ms=1,
-            )
-        )
+        session.add(audit_record("old", timedelta(days=400)))
+        session.add(audit_record("new"))
         await session.commit()
     assert await audit.prune(gateway.sessions, days=365) == 1
     async with gateway.sessions() as session:

@@ -14,8 +14,8 @@ from sqlmodel import SQLModel, select
 from libs import db
 from libs.events.envelope import CloudEvent
 from services.gateway import audit
-from services.gateway.models import TABLES, ApiToken, AppOwner, AuditRecord
-from tests.gateway.conftest import Gateway, running_gateway
+from services.gateway.models import TABLES, ApiToken, AppOwner
+from tests.gateway.conftest import Gateway, audit_record, running_gateway
 
 SERVERS = {"postgresql": "postgres_server", "mariadb": "mariadb_server"}
 
@@ -61,17 +61,7 @@ async def test_roles_tokens_and_audit_on_a_server(server_gateway: Gateway) -> No
         ("/v1/apps/shop/builds", "ok"),
     ]
     async with gw.sessions() as session:
-        session.add(
-            AuditRecord(
-                ts=datetime.now(UTC) - timedelta(days=30),
-                request_id="old",
-                method="POST",
-                path="/v1/x",
-                status=200,
-                outcome="ok",
-                duration_ms=1,
-            )
-        )
+        session.add(audit_record("old", timedelta(days=30)))
         await session.commit()
     assert await audit.prune(gw.sessions, days=7) == 1
 
