@@ -1,9 +1,11 @@
-"""Resonance: records of value and of shape novelty, each judged against its own horizon.
+"""Resonance: records of value, of level and of shape novelty, each against its own horizon.
 
-Two signals, both self-calibrating, so one parameter set fits every series:
+Three signals, all self-calibrating, so one parameter set fits every series:
 
 * value records: how far a sample lies beyond the highest/lowest value of the horizon (a
   ring of block extremes), as a share of that range;
+* level records: the same for the moving mean of the last `mean_window` samples, which
+  sees a level move in a series too noisy for any one sample to stand out;
 * shape records: every `step` samples become one point (the block's most extreme sample,
   so a spike survives); the last `window` points are matched against boxes learned online,
   fuzzy-ART style (an input resonates with a box if the box, grown to hold it, stays
@@ -12,8 +14,9 @@ Two signals, both self-calibrating, so one parameter set fits every series:
   mismatch to the nearest box its size; a novelty larger than any other in its own
   horizon is an alarm, then the shape signal rests for `quiet` points.
 
-The score is r / (1 + r) for the larger ratio r, so 0 means "nothing new".
-"""
+A value or level record that follows the previous one within `record_gap` samples (a
+staircase, a trend) is discounted. The score is r / (1 + r) for the largest ratio r, so 0
+means "nothing new" and 0.5 "beyond the horizon's range by the whole range"."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from services.aiops_detector.detectors.base import Detector, SeriesModel, StateE
 from services.aiops_detector.detectors.extremes import BIG, Extremes
 
 _COUNTS = struct.Struct("<H")
+_FIXED_INTS = 13  # counters before the boxes' last-use stamps
 
 
 class ResonanceModel(SeriesModel):
@@ -40,9 +44,14 @@ class ResonanceModel(SeriesModel):
         self._quiet = int(p["quiet"])
         self._gain = p["shape_gain"]
         self._record_gap = p["record_gap"]
+        self._mean_window = int(p["mean_window"])
+        self._mean_gain = p["mean_gain"]
         self.last_ts = -(2**63)
         self.seen = 0  # samples accepted
         self.last_record = -(2**62)  # sample number of the last value record
+        self.last_mean_record = -(2**62)
+        self.means = Extremes(int(p["mean_block"]), int(p["mean_blocks"]))
+        self.mean_recent: list[float] = []  # last `mean_window` samples
         self.values = Extremes(int(p["block"]), int(p["blocks"]))
         self.novelty = Extremes(int(p["novelty_block"]), int(p["novelty_blocks"]))
         self.block_n = 0
@@ -64,6 +73,9 @@ class ResonanceModel(SeriesModel):
         self.seen += 1
         ratio = self._record(value)
         self.values.add(value)
+        level = self._mean_record(value) * self._mean_gain
+        if level > ratio:
+            ratio = level
         self.block_n += 1
         self.block_sum += value
         if value > self.block_max:
@@ -81,11 +93,29 @@ class ResonanceModel(SeriesModel):
         staircase, a trend) counts for less, by (gap / record_gap) cubed."""
         ratio = self.values.excess(value)
         if ratio > 0:
-            gap = self.seen - self.last_record
+            ratio *= self._staircase(self.seen - self.last_record)
             self.last_record = self.seen
-            if gap < self._record_gap:
-                ratio *= (gap / self._record_gap) ** 3
         return ratio if self.seen > self._warmup else 0.0
+
+    def _mean_record(self, value: float) -> float:
+        """The same for the mean of the last `mean_window` samples: a level that moved, in a
+        series too noisy for one sample to stand out."""
+        recent = self.mean_recent
+        recent.append(value)
+        if len(recent) > self._mean_window:
+            del recent[0]
+        elif len(recent) < self._mean_window:
+            return 0.0
+        mean = sum(recent) / len(recent)
+        ratio = self.means.excess(mean)
+        self.means.add(mean)
+        if ratio > 0:
+            ratio *= self._staircase(self.seen - self.last_mean_record)
+            self.last_mean_record = self.seen
+        return ratio if self.seen > self._warmup else 0.0
+
+    def _staircase(self, gap: int) -> float:
+        return 1.0 if gap >= self._record_gap else (gap / self._record_gap) ** 3
 
     def _close_block(self) -> float:
         mean = self.block_sum / self.block_n
@@ -154,11 +184,14 @@ class ResonanceModel(SeriesModel):
                 self.points,
                 self.last_alarm,
                 self.last_record,
+                self.last_mean_record,
                 self.block_n,
                 len(self.recent),
                 len(self.box_lo),
                 len(self.values.highs),
                 len(self.novelty.highs),
+                len(self.mean_recent),
+                len(self.means.highs),
                 *self.box_used,
             ],
         )
@@ -168,6 +201,8 @@ class ResonanceModel(SeriesModel):
         )
         floats.extend(self.values.to_floats())
         floats.extend(self.novelty.to_floats())
+        floats.extend(self.mean_recent)
+        floats.extend(self.means.to_floats())
         for blo, bhi in zip(self.box_lo, self.box_hi, strict=True):
             floats.extend(blo)
             floats.extend(bhi)
@@ -187,21 +222,24 @@ class ResonanceModel(SeriesModel):
             floats = raw.tolist()
         except (struct.error, ValueError) as exc:
             raise StateError(f"{detector.name}: corrupt state: {exc}") from None
-        if n_ints < 10:
+        if n_ints < _FIXED_INTS:
             raise StateError(f"{detector.name}: corrupt state: {n_ints} counters")
         (model.last_ts, model.seen, model.points, model.last_alarm) = ints[:4]
-        model.last_record, model.block_n = ints[4:6]
-        n_recent, n_boxes, n_value_blocks, n_novelty_blocks = ints[6:10]
+        model.last_record, model.last_mean_record, model.block_n = ints[4:7]
+        n_recent, n_boxes, n_value_blocks, n_novelty_blocks = ints[7:11]
+        n_mean_recent, n_mean_blocks = ints[11:13]
         window = model._window
         expected = 4 + n_recent + (3 + 2 * n_value_blocks) + (3 + 2 * n_novelty_blocks)
+        expected += n_mean_recent + 3 + 2 * n_mean_blocks
         if (
-            len(ints) != 10 + n_boxes
+            len(ints) != _FIXED_INTS + n_boxes
+            or n_mean_recent > model._mean_window
             or len(floats) != expected + 2 * window * n_boxes
             or n_recent > window
             or n_boxes > model._capacity
         ):
             raise StateError(f"{detector.name}: state does not fit these parameters")
-        model.box_used = list(ints[10:])
+        model.box_used = list(ints[_FIXED_INTS:])
         model.block_sum, model.block_max, model.block_min, model.level = floats[:4]
         at = 4
         model.recent = floats[at : at + n_recent]
@@ -212,6 +250,10 @@ class ResonanceModel(SeriesModel):
         model.novelty = Extremes.from_floats(
             model.novelty.block, model.novelty.blocks, floats[at:end]
         )
+        at = end + n_mean_recent
+        model.mean_recent = floats[end:at]
+        end = at + 3 + 2 * n_mean_blocks
+        model.means = Extremes.from_floats(model.means.block, model.means.blocks, floats[at:end])
         at = end
         for _ in range(n_boxes):
             model.box_lo.append(floats[at : at + window])
@@ -222,13 +264,17 @@ class ResonanceModel(SeriesModel):
 
 @register
 class ResonanceDetector(Detector):
-    """Value records plus records of shape novelty against online fuzzy-ART boxes."""
+    """Value and level records plus records of shape novelty against online fuzzy-ART boxes."""
 
     name = "resonance"
     tag = 2
     defaults = {
         "warmup": 150,  # samples before any score
         "record_gap": 100,  # samples: a value record sooner after the last one is discounted
+        "mean_window": 128,  # samples in the moving mean whose records are a level signal
+        "mean_gain": 0.3,
+        "mean_block": 128,  # mean horizon: mean_blocks x mean_block samples
+        "mean_blocks": 64,
         "block": 64,  # value horizon: blocks x block samples
         "blocks": 128,
         "step": 6,  # samples per shape point
@@ -248,8 +294,9 @@ class ResonanceDetector(Detector):
     def max_state_bytes(self) -> int:
         p = self.params
         boxes, window = int(p["categories"]), int(p["window"])
-        ints = 10 + boxes
+        ints = _FIXED_INTS + boxes
         floats = 4 + window + 3 + 2 * int(p["blocks"]) + 3 + 2 * int(p["novelty_blocks"])
+        floats += int(p["mean_window"]) + 3 + 2 * int(p["mean_blocks"])
         floats += 2 * window * boxes
         return len(self.header()) + _COUNTS.size + 8 * (ints + floats)
 
