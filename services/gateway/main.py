@@ -27,6 +27,7 @@ from services.gateway import (
     api,
     audit,
     catalog,
+    console,
     dataops,
     identity,
     limits,
@@ -189,6 +190,7 @@ def create_app(
     app.include_router(catalog.router)
     app.include_router(dataops.router)
     app.include_router(alerts.router)
+    console.mount(app)  # the web console's static files: no token (the API calls carry it)
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.publisher = publisher
