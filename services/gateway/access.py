@@ -89,6 +89,10 @@ def _hidden(request: Request, missing: str) -> HTTPException:
     return HTTPException(404, missing)
 
 
+async def team_of(request: Request, app: str) -> str | None:
+    return await owners_of(request).team_of(app)
+
+
 def owners_of(request: Request) -> Owners:
     owners: Owners = request.app.state.owners
     return owners
@@ -204,7 +208,12 @@ async def _on_body(request: Request, caller: Caller, policy: Policy) -> Grant:
     except RecursionError:
         raise HTTPException(422, "the document nests too deeply to be read") from None
     if found is None:
-        # unreadable: the owner answers with its own 4xx and reasons; only writers get there
+        if policy.target in ("market", "new-target"):
+            # JSON parsers differ at the edges (NaN, huge numbers): what we cannot read
+            # must not reach an owner that might read it differently
+            raise HTTPException(422, "the body must be a JSON object with a string 'app'")
+        # YAML the appmanager reads the same way (yaml.safe_load of the UTF-8 text): it
+        # refuses it too, with its reasons; only writers get that far
         await _check(request, caller, Policy(policy.action, "member"))
         return Grant(caller, policy)
     app, team = found
@@ -227,14 +236,23 @@ async def _on_body(request: Request, caller: Caller, policy: Policy) -> Grant:
         raise HTTPException(404, f"no app named {app!r}")
     if not may_read(caller, owner):
         raise _hidden(request, f"no app named {app!r}")
-    return _role(request, Grant(caller, policy, team=owner, app=app))
+    grant = _role(request, Grant(caller, policy, team=owner, app=app))
+    if policy.target == "launch" and not caller.platform_admin:
+        instance = await asyncio.to_thread(_launch_instance, body)
+        runs = await owners_of(request).app_of("instance", instance) if instance else None
+        if runs is not None and runs != app and not may_read(caller, await team_of(request, runs)):
+            # the appmanager would refuse it naming the other app: say less
+            raise HTTPException(409, f"the instance name {instance!r} is taken; pick another")
+    return grant
 
 
 def _app_in_body(target: str, body: bytes) -> tuple[str, str] | None:
     """(app, team) named by the body: opsline.yaml (meta), a launch file, JSON with `app`."""
     try:
         data: Any = (
-            orjson.loads(body) if target in ("market", "new-target") else yaml.safe_load(body)
+            orjson.loads(body)
+            if target in ("market", "new-target")
+            else yaml.safe_load(body.decode("utf-8"))
         )
     except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError):
         return None  # the owner refuses it with its reasons (it parses the same way)
@@ -250,6 +268,15 @@ def _app_in_body(target: str, body: bytes) -> tuple[str, str] | None:
     if not isinstance(app, str) or (target != "new-target" and not app):
         return None
     return app, ""
+
+
+def _launch_instance(body: bytes) -> str:
+    """The instance a (readable) launch file targets: `instance`, else <app>-<stage>."""
+    data = yaml.safe_load(body.decode("utf-8"))
+    target = data.get("target") if isinstance(data.get("target"), dict) else {}
+    stage = target.get("stage", "dev")
+    named = data.get("instance") or f"{data.get('app')}-{stage}"[:63]
+    return named if isinstance(named, str) else ""
 
 
 # ------------------------------------------------------------------ answers

@@ -156,6 +156,12 @@ async def test_maintainer_changes_their_apps_only(gateway: Gateway) -> None:
     assert ok.status_code == 200
     other = await c.post("/v1/deployments", content=launch.format("bank"), headers=maintainer)
     assert other.status_code == 404
+    # onto another team's instance: taken, without naming what runs there
+    onto = launch.format("shop") + "instance: bank-dev\n"
+    taken = await c.post("/v1/deployments", content=onto, headers=maintainer)
+    assert taken.status_code == 409 and "bank" not in taken.json()["detail"].replace("bank-dev", "")
+    staged = launch.format("shop") + "target: {stage: dev}\n"  # shop-dev: theirs, fine
+    assert (await c.post("/v1/deployments", content=staged, headers=maintainer)).status_code == 200
     assert (await c.post("/v1/instances/shop-dev/rollback", headers=maintainer)).status_code == 200
     assert (await c.post("/v1/instances/bank-dev/rollback", headers=maintainer)).status_code == 404
     assert ("POST", "appmanager/instances/bank-dev/rollback") not in gateway.upstream.calls
@@ -250,6 +256,14 @@ async def test_scrape_targets_by_their_app(gateway: Gateway) -> None:
         await c.post("/v1/scrape/targets", json={**new, "app": "bank"}, headers=maintainer)
     ).status_code == 404
     assert (await c.post("/v1/scrape/targets", json=new, headers=maintainer)).status_code == 403
+    # JSON only another parser would read (NaN, Infinity) never reaches the owner
+    before = len(gateway.upstream.calls)
+    for odd in (b'{"app": "bank", "x": NaN}', b'{"app": "bank", "x": -Infinity}'):
+        refused = await c.post("/v1/scrape/targets", content=odd, headers=maintainer)
+        assert refused.status_code == 422, refused.text
+        market = {**maintainer, "content-type": "application/json"}
+        assert (await c.post("/v1/market/publish", content=odd, headers=market)).status_code == 422
+    assert len(gateway.upstream.calls) == before
 
 
 async def test_platform_only_routes(gateway: Gateway) -> None:
