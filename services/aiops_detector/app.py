@@ -38,6 +38,7 @@ NAME = "aiops-detector"
 SOURCE = "opsline/aiops-detector"
 ALERT_SIGNAL = "io.opsline.alert.signal"
 log = logging.getLogger(__name__)
+MEMO_MAX = 200_000
 
 
 class Rules:
@@ -197,21 +198,41 @@ def create_app(
                         message, headers, f"handler failed: {type(exc).__name__}: {exc}"
                     )
 
+    # What a series needs besides its state, derived once and kept while the rules stay
+    # the same: its labels, the rules that match it, its score series. A bounded memo of
+    # derived values, not state: losing it costs only the time to derive them again.
+    memo: dict[str, tuple[Any, str, dict[str, str], list[Any], Series]] = {}
+
+    def _series_info(series_id: str, sample: Any) -> tuple[str, dict[str, str], list[Any], Series]:
+        ruleset = rules.current
+        found = memo.get(series_id)
+        if found is None or found[0] is not ruleset:
+            if len(memo) >= MEMO_MAX:
+                memo.clear()
+            labels = dict(sample.labels)
+            found = (
+                ruleset,
+                sample.name,
+                labels,
+                ruleset.for_series(sample.name, labels),
+                _score_sample_series(sample.name, labels, detector.name),
+            )
+            memo[series_id] = found
+        return found[1], found[2], found[3], found[4]
+
     async def _score(batch: MetricBatch) -> None:
         by_series: dict[str, list[Any]] = defaultdict(list)
         for sample in batch.samples:
             by_series[sample.series_id].append(sample)
         out: list[NormSample] = []
-        ruleset = rules.current
         for series_id, samples in by_series.items():
-            first = samples[0]
-            labels = dict(first.labels)
+            name, labels, matching, score_series_ = _series_info(series_id, samples[0])
             key = series_id.encode()
             scored = score_series(
                 detector=detector,
-                rules=ruleset.for_series(first.name, labels),
+                rules=matching,
                 anomaly=anomaly,
-                name=first.name,
+                name=name,
                 labels=labels,
                 samples=sorted((s.ts_ms, s.value) for s in samples),
                 state=state.get(key),
@@ -219,8 +240,7 @@ def create_app(
             state[key] = scored.state  # one write (and changelog record) per series
             status["scored"] += len(scored.scores)
             if settings.emit_scores and scored.scores:
-                series = _score_sample_series(first.name, labels, detector.name)
-                out.extend(NormSample(series, ts, score) for ts, score in scored.scores)
+                out.extend(NormSample(score_series_, ts, score) for ts, score in scored.scores)
             for signal in scored.signals:
                 status["signals"] += 1
                 _, value, ce_headers = to_kafka(
