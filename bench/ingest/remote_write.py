@@ -121,7 +121,7 @@ async def measure(gateway: str, token: str, es_url: str, n_requests: int) -> dic
         if await _count(es, "benchrw-metrics-*", name) != total:
             raise RuntimeError("the baseline bulk did not store every document")
         # Each side starts from an empty store: the baseline's documents would slow the next.
-        await es.indices.delete(index="benchrw-metrics-*")
+        await es.indices.delete(index=",".join(sorted({a["_index"] for a in actions})))
         load_before = os.getloadavg()[0]
 
         started = time.perf_counter()
