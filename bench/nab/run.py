@@ -161,12 +161,13 @@ def run_all(*, quick: bool = False, jobs: int = 2) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any]) -> list[str]:
     """The bench/RESULTS.md section."""
-    scope = "the whole corpus" if r["files"] is None else f"{r['files']} files spread over it"
+    n = r["results"][0]["files"] if r["results"] else 0
+    scope = f"The whole NAB corpus ({n} files)" if r["files"] is None else f"{n} NAB files"
     return [
         "",
         "## bench/nab",
         "",
-        f"The NAB corpus ({scope}) streamed row by row through each detector, scored by our "
+        f"{scope} streamed row by row through each detector, scored by our "
         "own NAB scorer (bench/nab/scoring.py: windows, probationary period, scaled "
         "sigmoid, per-profile threshold over the corpus, normalised against the null and "
         "perfect detectors), beside the published scoreboard. One parameter set for every "
