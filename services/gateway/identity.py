@@ -32,6 +32,13 @@ class UserCreate(BaseModel):
     platform_admin: bool = False
 
 
+class UserUpdate(BaseModel):
+    display_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    platform_admin: bool | None = None
+    disabled: bool | None = Field(default=None, description="false: enable again")
+
+
 class TeamCreate(BaseModel):
     name: str = Field(pattern=NAME)
     description: str = Field(default="", max_length=500)
@@ -128,6 +135,21 @@ async def get_user(session: SessionDep, caller: CurrentCaller, name: UserName) -
     assert user.id is not None
     roles = await service.roles_of(session=session, user_id=user.id)
     return {**user_view(user), "teams": dict(sorted(roles.items()))}
+
+
+@router.patch(
+    "/users/{name}",
+    summary="Change a user: display name, e-mail, platform admin, disabled (platform admins)",
+)
+async def update_user(
+    request: Request, session: SessionDep, name: UserName, body: Annotated[UserUpdate, Body()]
+) -> dict[str, Any]:
+    with _http_errors():
+        user = await service.update_user(
+            session=session, name=name, changes=body.model_dump(exclude_none=True)
+        )
+    forget_cached_callers(request)
+    return user_view(user)
 
 
 @router.delete("/users/{name}", summary="Disable a user and revoke their tokens")

@@ -109,6 +109,7 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/users"): Policy(A, "platform"),
     ("GET", "/v1/users"): Policy(R, "platform"),
     ("GET", "/v1/users/{name}"): Policy("any", "caller"),  # yourself, or a platform admin
+    ("PATCH", "/v1/users/{name}"): Policy(A, "platform"),
     ("DELETE", "/v1/users/{name}"): Policy(A, "platform"),
     ("POST", "/v1/users/{name}/tokens"): Policy(A, "platform"),
     ("POST", "/v1/teams"): Policy(A, "platform"),

@@ -118,6 +118,26 @@ async def ensure_user(*, session: AsyncSession, name: str, source: str) -> User:
         return await get_user(session=session, name=name)
 
 
+async def update_user(*, session: AsyncSession, name: str, changes: dict[str, object]) -> User:
+    """Change a user's display name, e-mail, platform admin flag, or enable them again."""
+    user = await get_user(session=session, name=name)
+    if user.source == "bootstrap" and (
+        changes.get("platform_admin") is False or changes.get("disabled") is True
+    ):
+        raise Conflict("the bootstrap admin stays a platform admin (unset OPSLINE_ADMIN_TOKEN)")
+    for key in ("display_name", "email", "platform_admin"):
+        if key in changes:
+            setattr(user, key, changes[key])
+    if "disabled" in changes:
+        if changes["disabled"]:
+            await session.commit()
+            return await disable_user(session=session, name=name)
+        user.disabled_at = None  # its tokens stay revoked: make new ones
+    session.add(user)
+    await session.commit()
+    return user
+
+
 async def disable_user(*, session: AsyncSession, name: str) -> User:
     """Disable a user and revoke every token of theirs (history stays for the audit log)."""
     user = await get_user(session=session, name=name)

@@ -168,3 +168,29 @@ async def test_tokens_of_the_old_table_are_carried_over_once(tmp_path: Path) -> 
         assert await service.get_by_token(session=session, token="opl_old") is None
         assert await service.get_by_token(session=session, token="opl_admin") is not None
     await engine.dispose()
+
+
+async def test_platform_admins_promote_and_enable_users(gateway: Gateway) -> None:
+    c = gateway.client
+    token = await gateway.user("a", "viewer")
+    name = (await c.get("/v1/whoami", headers=gateway.auth(token))).json()["user"]
+    assert (await c.get("/v1/users", headers=gateway.auth(token))).status_code == 403
+    promoted = await c.patch(
+        f"/v1/users/{name}", json={"platform_admin": True}, headers=gateway.auth()
+    )
+    assert promoted.json()["platform_admin"] is True
+    assert (await c.get("/v1/users", headers=gateway.auth(token))).status_code == 200
+    # disabling revokes every token; enabling again does not bring them back
+    await c.patch(f"/v1/users/{name}", json={"disabled": True}, headers=gateway.auth())
+    assert (await c.get("/v1/whoami", headers=gateway.auth(token))).status_code == 401
+    enabled = await c.patch(f"/v1/users/{name}", json={"disabled": False}, headers=gateway.auth())
+    assert enabled.json()["disabled"] is False
+    assert (await c.get("/v1/whoami", headers=gateway.auth(token))).status_code == 401
+    fresh = await c.post(f"/v1/users/{name}/tokens", json={"name": "new"}, headers=gateway.auth())
+    assert (
+        await c.get("/v1/whoami", headers=gateway.auth(fresh.json()["token"]))
+    ).status_code == 200
+    demote = await c.patch(
+        "/v1/users/admin", json={"platform_admin": False}, headers=gateway.auth()
+    )
+    assert demote.status_code == 409
