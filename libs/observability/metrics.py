@@ -71,6 +71,24 @@ class ServiceMetrics:
             ["worker"],
             registry=registry,
         )
+        self.samples_scored = Counter(
+            "opsline_samples_scored",
+            "Samples the anomaly detector scored, by detector",
+            ["detector"],
+            registry=registry,
+        )
+        self.alert_changes = Counter(
+            "opsline_alert_changes",
+            "Alert and incident lifecycle changes (raised, updated, resolved, opened, …)",
+            ["change"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "opsline_notifications",
+            "Notifications sent to receivers, by receiver kind and outcome (sent, failed)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -142,6 +142,7 @@ def create_app(
     # the state is our own bytes: stored and changelogged as they are (faust would JSON them)
     state.key_serializer = state.value_serializer = "raw"  # type: ignore[attr-defined]
     metrics = get_metrics()
+    scored_total = metrics.samples_scored.labels(detector.name)
     status = {"assigned": False, "scored": 0, "signals": 0}
 
     @app.on_partitions_assigned.connect
@@ -239,6 +240,7 @@ def create_app(
             )
             state[key] = scored.state  # one write (and changelog record) per series
             status["scored"] += len(scored.scores)
+            scored_total.inc(len(scored.scores))
             if settings.emit_scores and scored.scores:
                 out.extend(NormSample(score_series_, ts, score) for ts, score in scored.scores)
             for signal in scored.signals:

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from libs.events import topics as t
 from libs.events.envelope import CloudEvent
 from libs.events.outbox import add_to_outbox
+from libs.observability.metrics import get_metrics
 from services.aiops_detector.models import Alert, Deployment, Incident, dumps, loads
 from services.aiops_detector.rules import RANK, Level
 
@@ -76,6 +77,7 @@ def incident_json(incident: Incident) -> dict[str, Any]:
 
 
 def _announce(session: AsyncSession, what: str, data: dict[str, Any], key: str) -> None:
+    get_metrics().alert_changes.labels(what).inc()
     add_to_outbox(
         session,
         topic=t.ALERT_EVENTS,

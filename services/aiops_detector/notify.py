@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from libs.observability.metrics import get_metrics
 from services.aiops_detector.models import Alert, NotificationGroup, Receiver, Silence, dumps, loads
 from services.aiops_detector.rules import Matcher, all_match
 
@@ -201,6 +202,8 @@ class Notifier:
             except Exception as exc:  # any failure is reported on the group, then retried
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning("receiver %s: sending failed: %s", receiver.name, error)
+            outcome = "failed" if error else "sent"
+            get_metrics().notifications.labels(receiver.kind, outcome).inc()
         async with self.sessions() as session, session.begin():
             group = await session.get(NotificationGroup, gid)
             if group is None:

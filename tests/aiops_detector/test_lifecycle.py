@@ -42,6 +42,13 @@ async def apply(sessions: async_sessionmaker[AsyncSession], *signals: dict[str, 
 async def test_lifecycle_events_and_deduplication(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    from prometheus_client import REGISTRY
+
+    def raised() -> float:
+        labels = {"change": "alert.raised"}
+        return REGISTRY.get_sample_value("opsline_alert_changes_total", labels) or 0.0
+
+    before = raised()
     changed = await apply(
         sessions,
         signal("firing", 1000),
@@ -53,6 +60,7 @@ async def test_lifecycle_events_and_deduplication(
         signal("resolved", 5000),
     )
     assert changed == [True, False, False, True, False, True, False]
+    assert raised() - before == 1
     types = [t for t, _ in await outbox_events(sessions) if t.startswith("io.opsline.alert.")]
     assert types == [
         "io.opsline.alert.raised",

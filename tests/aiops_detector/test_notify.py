@@ -144,6 +144,13 @@ async def test_silences_mute_matching_alerts_until_they_end(
 async def test_failed_sends_are_retried_and_reported(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        labels = {"kind": "webhook", "outcome": outcome}
+        return REGISTRY.get_sample_value("opsline_notifications_total", labels) or 0.0
+
+    failed, sent = count("failed"), count("sent")
     rid = await receiver(sessions, group_wait_s=0)
     inbox = Inbox(status=500)
     n = notifier(sessions, inbox)
@@ -161,6 +168,7 @@ async def test_failed_sends_are_retried_and_reported(
     inbox.status = 200
     assert await n.flush_due(10 * S) == 1
     assert len(inbox.requests) == 2
+    assert (count("failed") - failed, count("sent") - sent) == (1, 1)
 
 
 async def test_alertmanager_receivers_get_v2_postable_alerts(
