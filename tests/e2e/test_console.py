@@ -138,6 +138,9 @@ async def test_sign_in_apply_build_deploy_upgrade_roll_back_alert_uninstall(
     await expect(row.locator(".revision")).to_have_text("1")
     await expect(row.locator(".version")).to_have_text(first)
     assert _answer(port) == {"app": "hello", "version": first, "greeting": "one"}
+    await row.get_by_role("button", name="Logs").click()
+    output = page.locator('#instance-logs pre[data-component="web"]')
+    await expect(output).to_contain_text(f"hello {first} listening on http://127.0.0.1:{port}")
 
     # upgrade: the launch this tab sent, with the newer version picked in the instance's row
     await row.locator("select.upgrade-version").select_option(second)

@@ -28,6 +28,7 @@ export function appView(root, name, { showError }) {
   const deployButton = h("button", { type: "button", id: "deploy" }, "Deploy");
   const deploymentBox = h("div", { id: "deployment" });
   const instancesBox = box("instances");
+  const logsBox = h("div", { id: "instance-logs" });
   const chartsBox = box("charts");
   const alertsBox = box("app-alerts");
   const timelineBox = box("timeline");
@@ -138,6 +139,7 @@ export function appView(root, name, { showError }) {
         h("td", {}, timeEl(i.updated_at)),
         h("td", { class: "actions" }, newer.length ? pick : null, upgrade,
           i.last_deployment ? h("button", { type: "button", class: "quiet", onclick: () => guard(deployments.show(i.last_deployment)) }, "Progress") : null,
+          i.cluster === "local" ? h("button", { type: "button", class: "quiet", onclick: (e) => busy(e.target, () => showLogs(i.id), showError) }, "Logs") : null,
           h("button", { type: "button", class: "quiet", onclick: (e) => instanceAction(e.target, "POST", `${i.id}/rollback`, {}) }, "Roll back"),
           h("button", { type: "button", class: "danger", onclick: (e) => { if (confirm(`Uninstall ${i.id}? Its components are removed.`)) instanceAction(e.target, "DELETE", i.id); } }, "Uninstall")));
     }), "Not deployed anywhere."));
@@ -148,6 +150,14 @@ export function appView(root, name, { showError }) {
     fill(healthBox, badge(health.status), ` score ${health.score}`);
   }
   const loadAlerts = () => Promise.all([alertsTable(alertsBox, { state: "firing", app: name }), loadHealth()]);
+  async function showLogs(id) {
+    const { components } = await api("GET", `/v1/instances/${encodeURIComponent(id)}/logs${qs([["tail", 200]])}`);
+    fill(logsBox, h("div", { class: "row" }, h("strong", {}, `Output of ${id}`), h("span", { class: "muted" }, "last 200 lines per component"),
+      h("button", { type: "button", class: "quiet", onclick: (e) => busy(e.target, () => showLogs(id), showError) }, "Refresh"),
+      h("button", { type: "button", class: "quiet", onclick: () => logsBox.replaceChildren() }, "Close")),
+    Object.entries(components || {}).map(([component, lines]) => [h("h3", {}, component), h("pre", { class: "log", dataset: { component } }, lines.join("\n") || "(nothing printed yet)")]));
+  }
+
   const loadCharts = () => renderCharts(chartsBox, name, range.value);
 
   async function loadTimeline() {
@@ -175,6 +185,10 @@ export function appView(root, name, { showError }) {
   kind.addEventListener("change", () => guard(loadTimeline()));
 
   function onEvent({ event: type, data }) {
+    if (type === "missed") { // the gateway could not replay everything since the last id
+      for (const load of [loadApp, loadBuilds, loadPackages, loadInstances, loadAlerts, loadTimeline]) soon(load);
+      return;
+    }
     const d = (data && data.data) || {};
     if (type.startsWith("io.opsline.build.")) {
       if (d.build_id && d.build_id === builds.id()) soon(builds.refresh);
@@ -201,7 +215,7 @@ export function appView(root, name, { showError }) {
       panel("Build", { id: "build-panel", tools: h("span", { class: "row" }, buildVersion, buildButton) }, buildBox, h("h3", {}, "Recent builds"), buildsBox),
       panel("Packages", { id: "packages-panel" }, packagesBox),
       panel("Deploy", { id: "deploy-panel" }, h("p", { class: "muted", id: "launch-note" }), launch, h("div", { class: "row" }, deployButton), deploymentBox),
-      panel("Instances", { id: "instances-panel" }, instancesBox),
+      panel("Instances", { id: "instances-panel" }, instancesBox, logsBox),
       panel("Metrics", { id: "metrics-panel", tools: range }, chartsBox)),
     h("div", {},
       panel("Firing alerts", { id: "alerts-panel" }, alertsBox),
