@@ -87,7 +87,8 @@ def build_router(
         agg: Annotated[str | None, Query(description="avg, min, max, sum, count, rate")] = None,
     ) -> dict[str, Any]:
         start_ms, end_ms = time_range(start, end)
-        assert start_ms is not None and end_ms is not None
+        if start_ms is None or end_ms is None:
+            raise HTTPException(422, "start and end are required (RFC 3339 or epoch milliseconds)")
         matchers = parse_matchers(match)
         if step is None and agg is None:
             series, truncated = await answer(

@@ -92,6 +92,13 @@ async def _search(es: AsyncElasticsearch, index: str, **body: Any) -> Any:
         raise
 
 
+def _series_terms(response: Any) -> Any:
+    """The "series" terms aggregation; none when no index matched (the store then sends
+    no aggregations at all, as Elasticsearch does over zero shards)."""
+    aggregations = response["aggregations"] if "aggregations" in response else {}
+    return aggregations.get("series") or {"buckets": []}
+
+
 def _reason(exc: BadRequestError) -> str:
     info: Any = exc.info if isinstance(exc.info, dict) else {}
     error = info.get("error") if isinstance(info, dict) else None
@@ -148,7 +155,7 @@ async def metric_range(
             }
         },
     )
-    terms = response["aggregations"]["series"]
+    terms = _series_terms(response)
     out = []
     for bucket in terms["buckets"]:
         source = bucket["meta"]["hits"]["hits"][0]["_source"]
@@ -205,7 +212,7 @@ async def series(
             }
         },
     )
-    terms = response["aggregations"]["series"]
+    terms = _series_terms(response)
     out = []
     for bucket in terms["buckets"]:
         source = bucket["meta"]["hits"]["hits"][0]["_source"]

@@ -31,6 +31,7 @@ from services.gateway import (
     dataops,
     identity,
     limits,
+    openapi,
     owners,
     service,
 )
@@ -191,6 +192,7 @@ def create_app(
     app.include_router(dataops.router)
     app.include_router(alerts.router)
     console.mount(app)  # the web console's static files: no token (the API calls carry it)
+    openapi.describe(app)  # the bearer token and our error details in /openapi.json
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.publisher = publisher
