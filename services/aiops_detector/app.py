@@ -119,6 +119,8 @@ def create_app(
         topic_replication_factor=1,
         topic_allow_declare=True,
         producer_acks=-1,
+        # batch the changelog and output records instead of one request per record
+        producer_linger=0.01,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
