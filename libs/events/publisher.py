@@ -66,14 +66,18 @@ class Publisher:
         *,
         key: str | bytes | None = None,
         headers: Headers | None = None,
+        partition: int | None = None,
     ) -> asyncio.Future[Any]:
-        """Queue an event; the returned future resolves once the broker has it."""
+        """Queue an event; the returned future resolves once the broker has it. `partition`
+        overrides the key's partition (the key still travels with the record)."""
         ev_key, value, ev_headers = to_kafka(event, extra=kafka_headers_for_current_span())
         if headers:
             ev_headers.extend(headers)
         if isinstance(key, str):
             key = key.encode()
-        future = await self.producer.send(topic, value, key=key or ev_key, headers=ev_headers)
+        future = await self.producer.send(
+            topic, value, key=key or ev_key, headers=ev_headers, partition=partition
+        )
         self._metrics.produced.labels(topic, event.type).inc()
         return future
 

@@ -66,9 +66,12 @@ class Batch:
         *,
         key: str | bytes | None = None,
         headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
         self._pending.append(
-            await self.worker.publisher.send(topic, event, key=key, headers=headers)
+            await self.worker.publisher.send(
+                topic, event, key=key, headers=headers, partition=partition
+            )
         )
 
     async def reject(self, record: Record, reason: str, *, partial: bool = False) -> None:

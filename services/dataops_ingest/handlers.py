@@ -60,6 +60,8 @@ async def on_raw_events(batch: Batch, *, partitions: int) -> None:
                             id=f"{event.id}:{part}",
                         ),
                         key=samples[0].series_id,
+                        # every sample of a series lands on one partition, always
+                        partition=part,
                     )
             if out.logs:
                 await batch.publish(

@@ -328,7 +328,7 @@ async def publish(publisher: Publisher, spec: TargetSpec, outcome: Outcome) -> N
             datacontenttype=PROTOBUF,
             id=f"{scrape_id}:{part}",
         )
-        pending.append(await publisher.send(t.METRICS_POINTS, event, key=key))
+        pending.append(await publisher.send(t.METRICS_POINTS, event, key=key, partition=part))
     await asyncio.gather(*pending)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -412,3 +413,53 @@ async def test_other_event_types_become_ops_events(stack: RunningStack, client) 
         assert dict(found.headers)["ce_type"] == b"io.opsline.ops.event"
     finally:
         await consumer.stop()
+
+
+async def test_every_sample_of_a_series_lands_on_its_partition(stack: RunningStack, client) -> None:
+    """Consumers keep per-series state by partition: a series must never move."""
+    from aiokafka import AIOKafkaConsumer
+
+    from libs.events.envelope import from_kafka
+    from libs.schemas.opsline.v1.metrics_pb2 import MetricBatch
+
+    name = unique("partitioned")
+    samples = [
+        {"name": name, "labels": {"host": f"h{i}"}, "value": float(i), "ts": _now(-i)}
+        for i in range(12)
+    ]
+    for half in (samples[:6], samples[6:], samples[::2]):  # series mixed differently each time
+        response = await client.post(
+            f"{stack.stack.gateway_url}/v1/events",
+            content=orjson.dumps(_event({"samples": half})),
+            headers={**auth(stack), "content-type": STRUCTURED},
+        )
+        assert response.status_code == 202, response.text
+    consumer = AIOKafkaConsumer(
+        "metrics.points",
+        bootstrap_servers=stack.stack.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: dict[str, set[int]] = {}
+    occurrences = 0
+    try:
+        partitions = len(consumer.partitions_for_topic("metrics.points") or ())
+        deadline = asyncio.get_running_loop().time() + 60
+        while occurrences < 18:  # 6 + 6 + 6 samples posted
+            assert asyncio.get_running_loop().time() < deadline, (occurrences, seen)
+            batches = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    event = from_kafka(record.value, list(record.headers))
+                    batch = MetricBatch()
+                    batch.ParseFromString(event.data)
+                    for sample in batch.samples:
+                        if sample.name == name:
+                            seen.setdefault(sample.series_id, set()).add(tp.partition)
+                            occurrences += 1
+    finally:
+        await consumer.stop()
+    assert len(seen) == 12
+    for series_id, parts in seen.items():
+        assert parts == {int(series_id[:8], 16) % partitions}, (series_id, parts)
