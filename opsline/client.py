@@ -1,44 +1,98 @@
-"""A synchronous client of the opsline gateway: events, metrics, the catalogue, builds, market.
+"""A synchronous, typed client of the opsline gateway: events, metrics, the live stream,
+the catalogue, builds, deployments, market and identity.
 
 Use: `with OpslineClient() as ops: ops.publish("com.example.ci.done", "my-ci", {"ok": True})`;
 the URL and token come from the arguments, the environment or the config file.
+
+Publishing is safe to retry (every CloudEvent has its id before the first try, and
+consumers drop repeats by id), so publishes are retried on 429 (after Retry-After), 502,
+503, 504 and transport errors; batches are split to stay under the gateway's body limit.
+`follow_events` reconnects after a disconnect and resumes with Last-Event-ID.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import random
 import time
 import tomllib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 from urllib.parse import quote
 
 import httpx
 
+from opsline.wire import (
+    OpslineError,
+    SseFrame,
+    chunks,
+    frame_event,
+    http_error,
+    json_array,
+    json_body,
+    notice,
+    parse_sse,
+    retry_after_s,
+    with_rejections,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "OpslineClient",
+    "OpslineError",
+    "PublishResult",
+    "Rejection",
+    "Series",
+    "SseFrame",
+    "config_path",
+    "parse_sse",
+    "read_config",
+    "write_config",
+]
+
+log = logging.getLogger(__name__)
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-PUBLISH_ATTEMPTS = 3
+PUBLISH_ATTEMPTS = 5
+# What a 429, 502, 503 or 504 means: try again later (a publish is safe to repeat).
+RETRYABLE = frozenset({429, 502, 503, 504})
+# Under the gateway's default body limit (5 MiB); a 413 halves a chunk anyway.
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_BATCH_EVENTS = 10_000  # the gateway's own limit per batch
+# The gateway sends a comment every 15 s: this much silence means a dead connection.
+STREAM_IDLE_S = 60.0
 
 JSONDict = dict[str, Any]
+Time = str | int | datetime
+QueryParams = list[tuple[str, str | int | float | bool | None]]
 
 
-class OpslineError(Exception):
-    """A request the gateway refused (`status` set) or one that never reached it (None)."""
+class Rejection(TypedDict):
+    """An event the gateway refused (or took in part: `partial`), and why."""
 
-    def __init__(self, status: int | None, detail: str) -> None:
-        super().__init__(status, detail)
-        self.status = status
-        self.detail = detail
+    index: int
+    reason: str
+    id: NotRequired[str]
+    partial: NotRequired[bool]
 
-    def __str__(self) -> str:
-        return self.detail if self.status is None else f"HTTP {self.status}: {self.detail}"
+
+class PublishResult(TypedDict):
+    accepted: list[str]  # event ids, in the order sent
+    rejected: list[Rejection]
+
+
+class Series(TypedDict):
+    name: str
+    labels: dict[str, str]
+    points: list[list[Any]]  # [timestamp, value]; one per step with step/agg
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -93,38 +147,6 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-@dataclass(frozen=True, slots=True)
-class SseFrame:
-    id: str | None
-    event: str
-    data: str
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[SseFrame]:
-    """Server-Sent Events frames from the lines of a text/event-stream body."""
-    last_id: str | None = None
-    event = ""
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield SseFrame(last_id, event or "message", "\n".join(data))
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
-        elif field == "id":
-            last_id = value
-    if data:
-        yield SseFrame(last_id, event or "message", "\n".join(data))
-
-
 class OpslineClient:
     """The gateway's /v1 API. URL and token: argument, else OPSLINE_URL / OPSLINE_TOKEN,
     else the config file (see `config_path`); the URL defaults to http://127.0.0.1:8080."""
@@ -139,6 +161,10 @@ class OpslineClient:
         config_file: Path | None = None,
         retry_backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
+        publish_attempts: int = PUBLISH_ATTEMPTS,
+        max_retry_wait: float = 60.0,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         env = os.environ if env is None else env
         path = config_file or config_path(env)
@@ -165,6 +191,10 @@ class OpslineClient:
         self.url = url
         self.timeout = timeout
         self._backoff = retry_backoff
+        self._publish_attempts = max(1, publish_attempts)
+        self._max_wait = max_retry_wait
+        self._max_batch_bytes = max_batch_bytes
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=url,
             timeout=timeout,
@@ -199,8 +229,8 @@ class OpslineClient:
         data: Any,
         subject: str | None = None,
         id: str | None = None,
-    ) -> JSONDict:
-        """Publish one CloudEvent (structured mode); {"accepted": [...], "rejected": [...]}."""
+    ) -> PublishResult:
+        """Publish one CloudEvent (structured mode), retried until the gateway takes it."""
         event: JSONDict = {
             "specversion": "1.0",
             "id": id or str(uuid.uuid4()),
@@ -212,63 +242,178 @@ class OpslineClient:
         }
         if subject is not None:
             event["subject"] = subject
-        return self._publish(STRUCTURED, event)
-
-    def publish_batch(self, events: Iterable[Mapping[str, Any]]) -> JSONDict:
-        """Publish structured CloudEvents in one request; a missing specversion or id is filled."""
-        batch = [{"specversion": "1.0", "id": str(uuid.uuid4()), **event} for event in events]
-        if not batch:
-            raise ValueError("publish_batch needs at least one event")
-        return self._publish(BATCH, batch)
-
-    def _publish(self, content_type: str, payload: Any) -> JSONDict:
-        # Ids are fixed before the first try, so a retry can only duplicate an event that
-        # consumers already drop by id.
         response = self._request(
             "POST",
             "/v1/events",
-            attempts=PUBLISH_ATTEMPTS,
-            content=json.dumps(payload).encode(),
-            headers={"Content-Type": content_type},
+            attempts=self._publish_attempts,
+            content=json.dumps(event).encode(),
+            headers={"Content-Type": STRUCTURED},
         )
-        return _json(response)
+        return _publish_result(json_body(response))
+
+    def publish_batch(self, events: Iterable[Mapping[str, Any]]) -> PublishResult:
+        """Publish structured CloudEvents, as few requests as the body limit allows.
+
+        A missing specversion or id is filled. Each request is retried like `publish`; a
+        413 splits it in two. Rejections carry their index in `events`. Raises if no event
+        at all was accepted, or if a request fails for good (`accepted` on the error lists
+        what got in before).
+        """
+        batch = [{"specversion": "1.0", "id": str(uuid.uuid4()), **event} for event in events]
+        if not batch:
+            raise ValueError("publish_batch needs at least one event")
+        encoded = [json.dumps(event).encode() for event in batch]
+        result = PublishResult(accepted=[], rejected=[])
+        for part in chunks(encoded, self._max_batch_bytes, MAX_BATCH_EVENTS):
+            self._publish_chunk(encoded, part, result)
+        if not result["accepted"]:
+            raise OpslineError(400, with_rejections("no event accepted", result["rejected"]))
+        return result
+
+    def _publish_chunk(self, encoded: list[bytes], part: range, result: PublishResult) -> None:
+        try:
+            response = self._request(
+                "POST",
+                "/v1/events",
+                attempts=self._publish_attempts,
+                content=json_array(encoded[part.start : part.stop]),
+                headers={"Content-Type": BATCH},
+                keep=frozenset({400, 413}),
+            )
+        except OpslineError as exc:
+            raise OpslineError(exc.status, exc.detail, result["accepted"]) from None
+        if response.status_code == 413:
+            if len(part) == 1:
+                raise OpslineError(
+                    413,
+                    f"event #{part.start} is larger than the gateway's body limit on its own",
+                    result["accepted"],
+                )
+            middle = part.start + len(part) // 2
+            self._publish_chunk(encoded, range(part.start, middle), result)
+            self._publish_chunk(encoded, range(middle, part.stop), result)
+            return
+        body = json_body(response)
+        if response.status_code == 400 and not isinstance(body.get("rejected"), list):
+            raise OpslineError(400, http_error(response).detail, result["accepted"])
+        answer = _publish_result(body)
+        result["accepted"] += answer["accepted"]
+        for rejected in answer["rejected"]:
+            rejected["index"] = part.start + rejected.get("index", 0)
+            result["rejected"].append(rejected)
 
     def query_metrics(
         self,
         name: str,
-        start: str | int | datetime,
-        end: str | int | datetime,
-        match: Mapping[str, str] | None = None,
-    ) -> list[JSONDict]:
-        """Series of `name` whose labels match, between start and end (RFC 3339 or epoch ms)."""
-        params = [("name", name), ("start", _time_param(start)), ("end", _time_param(end))]
-        params += [("match", f"{k}={v}") for k, v in (match or {}).items()]
-        series = _json(self._request("GET", "/v1/metrics/query", params=params)).get("series")
+        start: Time,
+        end: Time | None = None,
+        match: Mapping[str, str] | Iterable[str] | None = None,
+        *,
+        step: str | float | timedelta | None = None,
+        agg: str | None = None,
+    ) -> list[Series]:
+        """Series of `name` whose labels match, between start and end (RFC 3339, epoch ms
+        or a datetime; end defaults to now). `match`: {"app": "shop"} for equality, or
+        matcher strings ("app=shop", "env!=test", "pod=~web-.*").
+
+        With `step` (30s, 5m, 1h; seconds; a timedelta) or `agg` (avg, min, max, sum,
+        count, rate), one aggregated point per series and step.
+        """
+        params = [
+            ("name", name),
+            ("start", _time_param(start)),
+            ("end", _time_param(end if end is not None else datetime.now(UTC))),
+        ]
+        params += [("match", m) for m in match_params(match or {})]
+        if step is not None:
+            params.append(("step", _step_param(step)))
+        if agg is not None:
+            params.append(("agg", agg))
+        series = json_body(self._request("GET", "/v1/metrics/query", params=params)).get("series")
         return list(series or [])
 
     def stream_events(
-        self, types: Iterable[str] = (), subject: str | None = None
+        self,
+        types: Iterable[str] = (),
+        subject: str | None = None,
+        *,
+        app: str | None = None,
+        last_event_id: str | None = None,
     ) -> Iterator[JSONDict]:
-        """Live events (structured CloudEvents) until the gateway closes the stream."""
-        params: list[tuple[str, str | int | float | bool | None]] = [("type", t) for t in types]
-        if subject is not None:
-            params.append(("subject", subject))
+        """Live events (structured CloudEvents) until the gateway closes the stream, over one
+        connection; `follow_events` reconnects instead."""
+        for frame in self._stream_frames(_stream_params(types, subject, app), last_event_id):
+            if frame.event != "missed":
+                yield frame_event(frame)
+
+    def follow_events(
+        self,
+        types: Iterable[str] = (),
+        subject: str | None = None,
+        *,
+        app: str | None = None,
+        last_event_id: str | None = None,
+        attempts: int = 8,
+        on_missed: Callable[[str], None] | None = None,
+    ) -> Iterator[JSONDict]:
+        """Live events for as long as the caller iterates: after a disconnect, a closed
+        stream or the gateway's "too slow" notice, it reconnects (with backoff, honouring
+        Retry-After) and resumes after the last event seen with Last-Event-ID.
+
+        Gives up after `attempts` failed connections in a row, or at once on an answer
+        that will not change (401, 403, 404, 422). When the gateway no longer holds the
+        events after that id, `on_missed` is called with its notice (else it is logged).
+        """
+        params = _stream_params(types, subject, app)
+        failures = 0
+        while True:
+            try:
+                for frame in self._stream_frames(params, last_event_id, failures):
+                    failures = 0
+                    if frame.event == "missed":
+                        (on_missed or log.warning)(f"event stream: {frame.data}")
+                        continue
+                    if notice(frame) is not None:
+                        break  # "client too slow; reconnect": resume where we were
+                    event = frame_event(frame)
+                    last_event_id = frame.id or last_event_id
+                    yield event
+            except OpslineError as exc:
+                if exc.status is not None and exc.status not in RETRYABLE:
+                    raise
+                failures += 1
+                if failures >= attempts:
+                    raise OpslineError(exc.status, exc.detail) from None
+                log.info("event stream: %s; reconnecting", exc)
+                wait = exc.wait if isinstance(exc, _Unavailable) else self._backoff_s(failures)
+            else:
+                failures += 1  # the gateway closed the stream (a restart, a deploy)
+                wait = self._backoff_s(failures)
+            self._sleep(wait)
+
+    def _stream_frames(
+        self, params: QueryParams, last_event_id: str | None, retried: int = 0
+    ) -> Iterator[SseFrame]:
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
         connected = False
         try:
             with self._http.stream(
                 "GET",
                 "/v1/events/stream",
                 params=params,
-                headers={"Accept": "text/event-stream"},
-                # Idle streams are normal; the gateway sends a comment every 15 s anyway.
-                timeout=httpx.Timeout(self.timeout, read=None),
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout, read=STREAM_IDLE_S),
             ) as response:
                 if not response.is_success:
                     response.read()
-                    raise _http_error(response)
+                    error = http_error(response)
+                    if response.status_code in RETRYABLE:
+                        raise _Unavailable(error, self._retry_wait(response, retried + 1))
+                    raise error
                 connected = True
-                for frame in parse_sse(response.iter_lines()):
-                    yield _frame_event(frame)
+                yield from parse_sse(response.iter_lines())
         except httpx.TransportError as exc:
             if connected:
                 raise OpslineError(None, f"the event stream broke: {_reason(exc)}") from None
@@ -288,16 +433,16 @@ class OpslineClient:
                 "X-Opsline-Base-Dir": os.fsencode(os.path.abspath(base_dir)),
             },
         )
-        return _json(response)
+        return json_body(response)
 
     def list_apps(self) -> JSONDict:
-        return _json(self._request("GET", "/v1/apps"))
+        return json_body(self._request("GET", "/v1/apps"))
 
     def get_app(self, app: str) -> JSONDict:
-        return _json(self._request("GET", f"/v1/apps/{_seg(app)}"))
+        return json_body(self._request("GET", f"/v1/apps/{_seg(app)}"))
 
     def list_packages(self, app: str) -> JSONDict:
-        return _json(self._request("GET", f"/v1/apps/{_seg(app)}/packages"))
+        return json_body(self._request("GET", f"/v1/apps/{_seg(app)}/packages"))
 
     # builds
 
@@ -308,26 +453,26 @@ class OpslineClient:
         body = {
             k: v for k, v in {"component": component, "version": version}.items() if v is not None
         }
-        return _json(self._request("POST", f"/v1/apps/{_seg(app)}/builds", json=body))
+        return json_body(self._request("POST", f"/v1/apps/{_seg(app)}/builds", json=body))
 
     def get_build(self, build_id: str) -> JSONDict:
-        return _json(self._request("GET", f"/v1/builds/{_seg(build_id)}"))
+        return json_body(self._request("GET", f"/v1/builds/{_seg(build_id)}"))
 
     def cancel_build(self, build_id: str) -> JSONDict:
-        return _json(self._request("POST", f"/v1/builds/{_seg(build_id)}/cancel"))
+        return json_body(self._request("POST", f"/v1/builds/{_seg(build_id)}/cancel"))
 
     # market
 
     def market_publish(self, app: str, version: str | int, market: str) -> JSONDict:
         body = {"app": app, "version": version, "market": market}
-        return _json(self._request("POST", "/v1/market/publish", json=body))
+        return json_body(self._request("POST", "/v1/market/publish", json=body))
 
     def market_list(self, market: str) -> JSONDict:
-        return _json(self._request("GET", "/v1/market", params={"market": market}))
+        return json_body(self._request("GET", "/v1/market", params={"market": market}))
 
     def market_install(self, market: str, app: str, version: str | int) -> JSONDict:
         body = {"market": market, "app": app, "version": version}
-        return _json(self._request("POST", "/v1/market/install", json=body))
+        return json_body(self._request("POST", "/v1/market/install", json=body))
 
     # transport
 
@@ -335,7 +480,7 @@ class OpslineClient:
 
     def deploy(self, launch_yaml: str) -> JSONDict:
         """Launch or upgrade an instance from a launch file; returns the deployment."""
-        return _json(
+        return json_body(
             self._request(
                 "POST",
                 "/v1/deployments",
@@ -345,23 +490,23 @@ class OpslineClient:
         )
 
     def get_deployment(self, deployment_id: str) -> JSONDict:
-        return _json(self._request("GET", f"/v1/deployments/{_seg(deployment_id)}"))
+        return json_body(self._request("GET", f"/v1/deployments/{_seg(deployment_id)}"))
 
     def retry_deployment(self, deployment_id: str) -> JSONDict:
         """Run a WAIT_FOR_OP (or failed) deployment again, as a new revision."""
-        return _json(self._request("POST", f"/v1/deployments/{_seg(deployment_id)}/retry"))
+        return json_body(self._request("POST", f"/v1/deployments/{_seg(deployment_id)}/retry"))
 
     def terminate_deployment(self, deployment_id: str) -> JSONDict:
         """Stop a deployment that has not finished."""
-        return _json(self._request("POST", f"/v1/deployments/{_seg(deployment_id)}/terminate"))
+        return json_body(self._request("POST", f"/v1/deployments/{_seg(deployment_id)}/terminate"))
 
     def register_cluster(self, name: str, kubeconfig: str, context: str | None = None) -> JSONDict:
         """Register (or replace) a Kubernetes cluster; the kubeconfig is stored encrypted."""
         body = {"kubeconfig": kubeconfig, "context": context}
-        return _json(self._request("PUT", f"/v1/clusters/{_seg(name)}", json=body))
+        return json_body(self._request("PUT", f"/v1/clusters/{_seg(name)}", json=body))
 
     def list_clusters(self) -> JSONDict:
-        return _json(self._request("GET", "/v1/clusters"))
+        return json_body(self._request("GET", "/v1/clusters"))
 
     def remove_cluster(self, name: str) -> None:
         self._request("DELETE", f"/v1/clusters/{_seg(name)}")
@@ -373,25 +518,26 @@ class OpslineClient:
         params: dict[str, Any] = {"tail": tail}
         if component:
             params["component"] = component
-        return _json(self._request("GET", f"/v1/instances/{_seg(instance)}/logs", params=params))
+        path = f"/v1/instances/{_seg(instance)}/logs"
+        return json_body(self._request("GET", path, params=params))
 
     def list_instances(self) -> JSONDict:
-        return _json(self._request("GET", "/v1/instances"))
+        return json_body(self._request("GET", "/v1/instances"))
 
     def rollback(self, instance: str, revision: int = 0) -> JSONDict:
-        return _json(
+        return json_body(
             self._request(
                 "POST", f"/v1/instances/{_seg(instance)}/rollback", json={"revision": revision}
             )
         )
 
     def uninstall(self, instance: str) -> JSONDict:
-        return _json(self._request("DELETE", f"/v1/instances/{_seg(instance)}"))
+        return json_body(self._request("DELETE", f"/v1/instances/{_seg(instance)}"))
 
     # identity: users, teams, tokens, the audit log
 
     def whoami(self) -> JSONDict:
-        return _json(self._request("GET", "/v1/whoami"))
+        return json_body(self._request("GET", "/v1/whoami"))
 
     def create_token(
         self,
@@ -400,40 +546,45 @@ class OpslineClient:
         scopes: list[str] | None = None,
         expires_in_s: int | None = None,
         user: str | None = None,
+        rate_limit_per_s: float | None = None,
+        rate_limit_burst: int | None = None,
     ) -> JSONDict:
-        """A new token (yours; another user's if you are a platform admin). Its secret,
-        `token`, is in this answer only: the gateway keeps a hash."""
+        """A new token (yours; another user's if you are a platform admin), optionally with
+        a lower rate limit of its own. Its secret, `token`, is in this answer only: the
+        gateway keeps a hash."""
         body: JSONDict = {"name": name, "scopes": scopes, "expires_in_s": expires_in_s}
+        if rate_limit_per_s is not None:
+            body |= {"rate_limit_per_s": rate_limit_per_s, "rate_limit_burst": rate_limit_burst}
         path = f"/v1/users/{_seg(user)}/tokens" if user else "/v1/tokens"
-        return _json(self._request("POST", path, json=body))
+        return json_body(self._request("POST", path, json=body))
 
     def list_tokens(self, user: str | None = None) -> JSONDict:
         params = {"user": user} if user else None
-        return _json(self._request("GET", "/v1/tokens", params=params))
+        return json_body(self._request("GET", "/v1/tokens", params=params))
 
     def revoke_token(self, token_id: int) -> JSONDict:
-        return _json(self._request("DELETE", f"/v1/tokens/{int(token_id)}"))
+        return json_body(self._request("DELETE", f"/v1/tokens/{int(token_id)}"))
 
     def create_user(self, name: str, *, platform_admin: bool = False) -> JSONDict:
         body = {"name": name, "platform_admin": platform_admin}
-        return _json(self._request("POST", "/v1/users", json=body))
+        return json_body(self._request("POST", "/v1/users", json=body))
 
     def list_users(self) -> JSONDict:
-        return _json(self._request("GET", "/v1/users"))
+        return json_body(self._request("GET", "/v1/users"))
 
     def create_team(self, name: str, description: str = "") -> JSONDict:
         body = {"name": name, "description": description}
-        return _json(self._request("POST", "/v1/teams", json=body))
+        return json_body(self._request("POST", "/v1/teams", json=body))
 
     def list_teams(self) -> JSONDict:
-        return _json(self._request("GET", "/v1/teams"))
+        return json_body(self._request("GET", "/v1/teams"))
 
     def team_members(self, team: str) -> JSONDict:
-        return _json(self._request("GET", f"/v1/teams/{_seg(team)}/members"))
+        return json_body(self._request("GET", f"/v1/teams/{_seg(team)}/members"))
 
     def set_member(self, team: str, user: str, role: str) -> JSONDict:
         path = f"/v1/teams/{_seg(team)}/members/{_seg(user)}"
-        return _json(self._request("PUT", path, json={"role": role}))
+        return json_body(self._request("PUT", path, json={"role": role}))
 
     def remove_member(self, team: str, user: str) -> None:
         self._request("DELETE", f"/v1/teams/{_seg(team)}/members/{_seg(user)}")
@@ -441,25 +592,44 @@ class OpslineClient:
     def audit(self, **filters: Any) -> JSONDict:
         """Audit records, newest first (filters: user, team, app, outcome, method, limit)."""
         params = {k: v for k, v in filters.items() if v is not None}
-        return _json(self._request("GET", "/v1/audit", params=params))
+        return json_body(self._request("GET", "/v1/audit", params=params))
 
     def _request(
-        self, method: str, path: str, *, attempts: int = 1, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        attempts: int = 1,
+        keep: frozenset[int] = frozenset(),
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One call; with attempts > 1, a 503 or a transport error is retried with backoff."""
+        """One call. With attempts > 1 (for requests safe to repeat), a 429, 502, 503, 504 or
+        a transport error is tried again after Retry-After or an exponential backoff.
+        Statuses in `keep` are returned, not raised."""
         for attempt in range(1, attempts + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if attempt == attempts:
                     raise self._transport_error(exc) from None
+                wait = self._backoff_s(attempt)
             else:
-                if response.status_code != 503 or attempt == attempts:
-                    if response.is_success:
-                        return response
-                    raise _http_error(response)
-            time.sleep(self._backoff * 2 ** (attempt - 1))
+                if response.is_success or response.status_code in keep:
+                    return response
+                if response.status_code not in RETRYABLE or attempt == attempts:
+                    raise http_error(response)
+                wait = self._retry_wait(response, attempt)
+            self._sleep(wait)
         raise AssertionError("unreachable")
+
+    def _backoff_s(self, attempt: int) -> float:
+        """Exponential, capped, with jitter so that many clients do not retry in step."""
+        ceiling = min(self._max_wait, self._backoff * 2 ** (attempt - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
+        asked = retry_after_s(response)
+        return self._backoff_s(attempt) if asked is None else min(asked, self._max_wait)
 
     def _transport_error(self, exc: httpx.TransportError) -> OpslineError:
         if isinstance(exc, httpx.TimeoutException):
@@ -467,6 +637,14 @@ class OpslineClient:
                 None, f"the gateway at {self.url} did not answer within {self.timeout:g} s"
             )
         return OpslineError(None, f"cannot reach the gateway at {self.url}: {_reason(exc)}")
+
+
+class _Unavailable(OpslineError):
+    """A refusal worth trying again (429, 502, 503, 504), after `wait` seconds."""
+
+    def __init__(self, error: OpslineError, wait: float) -> None:
+        super().__init__(error.status, error.detail)
+        self.wait = wait
 
 
 def _seg(value: str) -> str:
@@ -477,81 +655,43 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _time_param(value: str | int | datetime) -> str:
+def _time_param(value: Time) -> str:
     # A naive datetime is local time, as everywhere in Python.
     return _rfc3339(value) if isinstance(value, datetime) else str(value)
 
 
+def _step_param(step: str | float | timedelta) -> str:
+    if isinstance(step, timedelta):
+        step = step.total_seconds()
+    return step if isinstance(step, str) else f"{step:g}s"
+
+
+def match_params(match: Mapping[str, str] | Iterable[str]) -> list[str]:
+    """Label matchers: a mapping means equality (LABEL=VALUE); strings pass as they are
+    (LABEL!=VALUE, LABEL=~REGEX, LABEL!~REGEX)."""
+    if isinstance(match, Mapping):
+        return [f"{k}={v}" for k, v in match.items()]
+    return list(match)
+
+
+def _stream_params(types: Iterable[str], subject: str | None, app: str | None) -> QueryParams:
+    params: QueryParams = [("type", t) for t in types]
+    params += [(k, v) for k, v in (("subject", subject), ("app", app)) if v is not None]
+    return params
+
+
+def _publish_result(body: JSONDict) -> PublishResult:
+    accepted = body.get("accepted")
+    rejected = body.get("rejected")
+    return PublishResult(
+        accepted=[str(i) for i in accepted] if isinstance(accepted, list) else [],
+        rejected=[
+            cast(Rejection, r)
+            for r in (rejected if isinstance(rejected, list) else [])
+            if isinstance(r, dict)
+        ],
+    )
+
+
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _json(response: httpx.Response) -> JSONDict:
-    if not response.content:
-        return {}
-    try:
-        body = response.json()
-    except ValueError:
-        raise OpslineError(response.status_code, "the gateway's answer is not JSON") from None
-    return body if isinstance(body, dict) else {"items": body}
-
-
-def _http_error(response: httpx.Response) -> OpslineError:
-    """The server's own words: its "detail", plus any per-event rejections."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    detail = ""
-    if isinstance(body, dict):
-        detail = _describe(body.get("detail"))
-        rejected = body.get("rejected") or []
-        if isinstance(rejected, list) and rejected:
-            reasons = "; ".join(_rejection(r) for r in rejected[:5])
-            more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
-            detail = f"{detail}: {reasons}{more}" if detail else reasons + more
-    if not detail:
-        text = response.text.strip()
-        detail = text[:300] if text and not text.startswith("<") else response.reason_phrase
-    return OpslineError(response.status_code, detail)
-
-
-def _describe(detail: Any) -> str:
-    if detail is None:
-        return ""
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, dict) and "message" in detail:  # {"message", "errors": [...]}
-        errors = detail.get("errors") or []
-        listed = "; ".join(str(e) for e in errors) if isinstance(errors, list) else str(errors)
-        return f"{detail['message']}: {listed}" if listed else str(detail["message"])
-    if isinstance(detail, list):  # FastAPI's validation errors: [{"loc": [...], "msg": ...}]
-        parts = []
-        for item in detail:
-            if isinstance(item, dict) and "msg" in item:
-                loc = ".".join(str(p) for p in item.get("loc", [])[1:])
-                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    return json.dumps(detail)
-
-
-def _rejection(item: Any) -> str:
-    if not isinstance(item, dict):
-        return str(item)
-    where = item.get("id") or f"#{item.get('index', '?')}"
-    return f"event {where}: {item.get('reason', 'rejected')}"
-
-
-def _frame_event(frame: SseFrame) -> JSONDict:
-    try:
-        value = json.loads(frame.data)
-    except ValueError:
-        value = None
-    if frame.event == "error" and not (isinstance(value, dict) and "specversion" in value):
-        detail = value.get("detail") if isinstance(value, dict) else None
-        raise OpslineError(None, f"the gateway ended the event stream: {detail or frame.data}")
-    if isinstance(value, dict):
-        return value
-    return {"id": frame.id, "type": frame.event, "data": frame.data if value is None else value}
