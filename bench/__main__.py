@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.build import run as build
 from bench.deploy import run as deploy
 from bench.detect import run as detect
+from bench.gateway import run as gateway
 from bench.ingest import run as ingest
 from bench.nab import run as nab
 from bench.scrape import run as scrape
@@ -27,12 +28,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--only",
-        choices=["ingest", "build", "deploy", "scrape", "nab", "detect"],
+        choices=["ingest", "build", "deploy", "scrape", "nab", "detect", "gateway"],
         action="append",
     )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    wanted = args.only or ["ingest", "build", "deploy", "scrape", "nab", "detect"]
+    wanted = args.only or ["ingest", "build", "deploy", "scrape", "nab", "detect", "gateway"]
     started = time.time()
     out = HERE / "out"
     out.mkdir(exist_ok=True)
@@ -56,6 +57,9 @@ def main() -> None:
     if "scrape" in wanted:
         print("bench/scrape: 200 exporter targets scraped by dataops-ingest", flush=True)
         results["scrape"] = scrape.run(quick=args.quick)
+    if "gateway" in wanted:
+        print("bench/gateway: POST /v1/events and GET /v1/apps beside their baselines", flush=True)
+        results["gateway"] = gateway.run(quick=args.quick)
     previous.write_text(json.dumps(results, indent=2))
     text = [
         "# Benchmark results",
@@ -132,6 +136,24 @@ def main() -> None:
             "(tracemalloc), and the two processes' peak RSS.",
             "",
             detect.table(r),
+        ]
+    if "gateway" in results:
+        r = results["gateway"]
+        text += [
+            "",
+            "## bench/gateway",
+            "",
+            f"(a) {r['events']['batches']} batches of {r['batch']} CloudEvents (~300 bytes each), "
+            f"{r['concurrency']} clients at once, with the bootstrap admin token (never rate "
+            "limited); the gateway answers 202 once Kafka has every event (acks=all), the "
+            "baseline produces the same events to the same broker with aiokafka (acks=all) "
+            f"and awaits them. (b) {r['reads']['requests']} reads of a catalogue of "
+            f"{r['reads']['apps']} apps ({r['reads']['bytes']:,} bytes of JSON), "
+            f"{r['concurrency']} at a time; the baseline is a bare FastAPI route returning the "
+            "same JSON under uvicorn. The load comes from the benchmark's process, on the "
+            "same two cores.",
+            "",
+            gateway.table(r),
         ]
     (HERE / "RESULTS.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
