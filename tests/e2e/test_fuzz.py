@@ -4,7 +4,9 @@ Against the running stack, with the bootstrap admin token (so no policy or rate 
 hides a route): valid and invalid requests for every operation, bounded in number and in
 total time. A 5xx is a failure (the stack is healthy, so "a dependency is away" does not
 apply); an answer whose status the document declares must match its schema. Separately,
-every operation answers 401 without a token and with a bogus one.
+every operation answers 401 without a token and with a bogus one. The operations that read
+their body themselves (CloudEvents, YAML, remote_write: the document declares no body for
+them) get random bytes, JSON and CloudEvent-shaped bodies under each content type.
 
 Keeping the shared stack usable for the tests after this file: no mutating request names
 anything that existed before fuzzing began (the admin user and token, the "k8s" cluster,
@@ -18,11 +20,12 @@ replays the same examples.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +34,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -206,6 +210,77 @@ def _fuzz_operation(
         run()
     except Unsatisfiable:
         pass  # nothing to make invalid (no parameters): the valid requests covered it
+
+
+# Operations that read their body themselves (CloudEvents, YAML, remote_write): the
+# document declares none, so schemathesis sends them nothing; these bodies instead.
+RAW_BODIES = [
+    ("POST", "/v1/events"),
+    ("POST", "/v1/ingest/prometheus/write"),
+    ("POST", "/v1/apps:apply"),
+    ("POST", "/v1/deployments"),
+    ("POST", "/v1/aiops/analyze"),
+]
+CONTENT_TYPES = [
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+    "application/json",
+    "application/yaml",
+    "application/x-protobuf",
+]
+_json = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+_cloudevent = st.fixed_dictionaries(
+    {"specversion": st.sampled_from(["1.0", "0.3", ""]), "id": st.text(max_size=12)},
+    optional={
+        "source": st.text(max_size=12),
+        "type": st.sampled_from(["io.opsline.metric.batch", "io.opsline.log.batch", "x", ""]),
+        "time": st.text(max_size=25),
+        "subject": _json,
+        "data": _json,
+    },
+)
+_body = st.one_of(
+    st.binary(max_size=300),
+    _json.map(lambda v: json.dumps(v).encode()),
+    _cloudevent.map(lambda v: json.dumps(v).encode()),
+    st.lists(_cloudevent, max_size=5).map(lambda v: json.dumps(v).encode()),
+    st.text(max_size=200).map(str.encode),  # as YAML, anything goes
+)
+
+
+def test_fuzz_raw_bodies(stack: RunningStack) -> None:
+    seed_value = int(os.environ.get("OPSLINE_FUZZ_SEED") or random.randrange(2**32))
+    bad: dict[str, str] = {}
+    with httpx.Client(base_url=stack.stack.gateway_url, headers=auth(stack), timeout=30) as client:
+        for method, path in RAW_BODIES:
+            seed(seed_value)(_raw_sender(client, method, path, bad))()
+    assert not bad, f"OPSLINE_FUZZ_SEED={seed_value}: {bad}"
+
+
+def _raw_sender(
+    client: httpx.Client, method: str, path: str, bad: dict[str, str]
+) -> Callable[[], None]:
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(body=_body, content_type=st.sampled_from(CONTENT_TYPES))
+    def send(body: bytes, content_type: str) -> None:
+        answer = client.request(method, path, content=body, headers={"Content-Type": content_type})
+        if answer.status_code >= 500:
+            bad.setdefault(
+                f"{method} {path}",
+                f"{answer.status_code} {answer.text[:300]} for {content_type} {body[:300]!r}",
+            )
+
+    return send
 
 
 def _names_existing(params: dict[str, Any] | None, protected: set[str]) -> bool:
