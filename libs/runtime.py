@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from libs.observability.http import ObservabilityMiddleware
@@ -72,9 +74,32 @@ class ServiceRuntime:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _printable(value: Any) -> Any:
+    """A validation error's input as JSON can carry it: bytes that are not UTF-8 (a body
+    sent with a content type the route does not read) would fail the answer itself."""
+    if isinstance(value, bytes | bytearray):
+        return repr(bytes(value[:200]))
+    if isinstance(value, dict):
+        return {str(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {k: _printable(v) for k, v in error.items() if k in ("type", "loc", "msg", "input")}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def add_ops_routes(app: FastAPI, runtime: ServiceRuntime) -> None:
-    """/healthz (alive), /readyz (every check ready) and /metrics (Prometheus text)."""
+    """/healthz (alive), /readyz (every check ready) and /metrics (Prometheus text); and
+    422 answers for invalid requests that never fail themselves."""
     app.add_middleware(ObservabilityMiddleware)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

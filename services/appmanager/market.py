@@ -43,6 +43,8 @@ def market_store(url: str, roots: list[str]) -> ObjectStore:
 
     A market is written by this service, so callers may not point it anywhere else.
     """
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise MarketError("market URL: control characters are not allowed")
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else url).resolve()
