@@ -22,19 +22,25 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e.get("name"): e.get("value") for e in container.get("env") or []}
 
 
+def desired(
+    request: dict[str, Any], release: dict[str, Any], revision: int
+) -> list[dict[str, Any]]:
+    """The objects a release of a revision stands for: what its chart rendered to (kept
+    with the revision), or what it renders to. RenderError when it cannot render."""
+    target = request.get("target", {})
+    spec = release.get("spec") or {}
+    if spec.get("type") == "helm":
+        return list(request.get("rendered", {}).get(spec.get("name"), []))
+    return render(request["instance"], target.get("namespace", "default"), revision, release)
+
+
 def differences(request: dict[str, Any], revision: int, live: list[dict[str, Any]]) -> list[str]:
     """What differs between the desired objects of a revision and the live ones."""
-    target = request.get("target", {})
-    namespace, instance = target.get("namespace", "default"), request["instance"]
+    namespace = request.get("target", {}).get("namespace", "default")
     found = {(o.get("kind"), o.get("metadata", {}).get("name")): o for o in live}
     out: list[str] = []
     for release in request.get("components", []):
-        spec = release.get("spec") or {}
-        if spec.get("type") == "helm":  # what the chart rendered to, kept with the revision
-            desired = request.get("rendered", {}).get(spec.get("name"), [])
-        else:
-            desired = render(instance, namespace, revision, release)
-        for want in desired:
+        for want in desired(request, release, revision):
             key = (want["kind"], want["metadata"]["name"])
             have = found.get(key)
             where = f"{key[0]} {namespace}/{key[1]}"

@@ -372,13 +372,13 @@ class Runner:
                 },
             )
             if not failed:
-                kinds = {kind for kind, _ in keep} | await self._kinds_before(instance, namespace)
+                kinds = {kind for kind, _ in keep} | await self._kinds_before(instance)
                 pruned = await cluster.prune(namespace, instance, keep, kinds)
                 if pruned:
                     log.info("%s: pruned %s", instance, ", ".join(pruned))
         return failed
 
-    async def _kinds_before(self, instance: str, namespace: str) -> set[str]:
+    async def _kinds_before(self, instance: str) -> set[str]:
         """The kinds the instance's current revision has: what pruning must look through
         besides the new revision's own (all kinds when that revision cannot be read)."""
         async with self.sessions() as session:
@@ -395,13 +395,8 @@ class Runner:
         request = orjson.loads(row.request)
         kinds: set[str] = set()
         for release in request.get("components", []):
-            name = release["spec"]["name"]
             try:
-                objects = (
-                    request.get("rendered", {}).get(name, [])
-                    if release["spec"].get("type") == "helm"
-                    else render(instance, namespace, row.revision, release)
-                )
+                objects = drift.desired(request, release, row.revision)
             except RenderError:
                 return set(KINDS)
             kinds |= {o["kind"] for o in objects}
